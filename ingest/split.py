@@ -7,8 +7,11 @@ with each chunk and count toward that limit, so each section gets the budget its
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.types import Chunk, LoadedDocument
 
@@ -73,10 +76,12 @@ def embed_prefix(title: str, path: tuple[str, ...]) -> str:
 
 
 def _fit_prefix(prefix: str, budget: TokenBudget) -> str:
-    if budget.count(prefix) <= budget.max_prefix:
+    # At most half of what a chunk may hold, so a small max_tokens still leaves room for the text.
+    limit = min(budget.max_prefix, (budget.max_tokens - SPECIAL_TOKENS - budget.reserved) // 2)
+    if budget.count(prefix) <= limit:
         return prefix
     words = prefix.split(" ")
-    while words and budget.count(" ".join(words)) > budget.max_prefix:
+    while words and budget.count(" ".join(words)) > limit:
         words = words[: max(1, len(words) * 3 // 4)] if len(words) > 1 else []
     return " ".join(words)
 
@@ -117,92 +122,66 @@ def split_document(doc: LoadedDocument, budget: TokenBudget) -> list[Chunk]:
 def _split_to_fit(text: str, room: int, budget: TokenBudget) -> list[tuple[int, str]]:
     """``(offset, piece)`` pairs covering ``text``, each piece at most ``room`` word pieces.
 
-    The recursive split of LangChain's ``RecursiveCharacterTextSplitter`` (same separators, kept at
-    the end of each split, same merge and overlap, whitespace stripped), done on offsets: searching
-    the text for a piece finds the wrong copy when the text repeats itself. The merge adds up the
-    sizes of the splits, which can differ from the size of the merged text when a word is cut; any
-    piece still over is split again, tighter.
+    LangChain's recursive splitter cuts the text into contiguous pieces (no overlap), so each piece
+    starts exactly where the previous one ended, past the whitespace the splitter stripped: offsets
+    are exact even where the text repeats itself, which searching for the piece would get wrong.
+    Overlap is then added by starting each piece earlier, on a word boundary inside the previous
+    one, by at most ``budget.overlap`` word pieces.
     """
     room = max(room, 8)
     overlap = min(budget.overlap, room // 4)
     out: list[tuple[int, str]] = []
-    for start, end in _split_spans(text, 0, len(text), SEPARATORS, room, overlap, budget.count):
-        piece = text[start:end]
-        if budget.count(piece) > room and len(piece) > 1:
-            out.extend((start + o, p) for o, p in _split_to_fit(piece, room * 4 // 5, budget))
-        else:
-            out.append((start, piece))
+    prev: tuple[int, int] | None = None
+    for start, end in _contiguous_pieces(text, room - overlap, budget):
+        if prev is not None and overlap:
+            begin = _tail_start(text, prev[0], prev[1], overlap, budget.count)
+            if begin < prev[1] and budget.count(text[begin:end]) <= room:
+                start = begin
+        out.append((start, text[start:end]))
+        prev = (start if prev is None else max(start, prev[1]), end)
     return out
 
 
-Span = tuple[int, int]
-
-
-def _split_spans(
-    text: str,
-    start: int,
-    end: int,
-    separators: list[str],
-    size: int,
-    overlap: int,
-    count: Callable[[str], int],
-) -> list[Span]:
-    """Spans of ``text[start:end]``: split on the first separator present, merge small splits up
-    to ``size``, split big ones again on the separators after it."""
-    separator, rest = separators[-1], []
-    for i, candidate in enumerate(separators):
-        if not candidate or candidate in text[start:end]:
-            separator, rest = candidate, (separators[i + 1 :] if candidate else [])
-            break
-    if separator:
-        splits: list[Span] = []
-        cursor = start
-        while (found := text.find(separator, cursor, end)) >= 0:
-            splits.append((cursor, found + len(separator)))
-            cursor = found + len(separator)
-        if cursor < end:
-            splits.append((cursor, end))
-    else:
-        splits = [(i, i + 1) for i in range(start, end)]
-
-    out: list[Span] = []
-    good: list[tuple[Span, int]] = []
-    for a, b in splits:
-        size_ab = count(text[a:b])
-        if size_ab < size:
-            good.append(((a, b), size_ab))
+def _contiguous_pieces(text: str, room: int, budget: TokenBudget) -> list[tuple[int, int]]:
+    splitter = RecursiveCharacterTextSplitter(
+        separators=SEPARATORS,
+        chunk_size=max(room, 4),
+        chunk_overlap=0,
+        length_function=budget.count,
+        keep_separator="end",
+        strip_whitespace=True,
+    )
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for piece in splitter.split_text(text):
+        # Pieces start where the last ended, after the whitespace the splitter stripped; a piece
+        # the splitter could not cut further comes back unstripped, so both are tried.
+        skip = len(text[cursor:]) - len(text[cursor:].lstrip())
+        at = next((p for p in (cursor + skip, cursor) if text.startswith(piece, p)), -1)
+        if at < 0:  # the splitter never rewrites or skips text
+            raise AssertionError(f"chunk text not at offset {cursor}: {piece[:60]!r}")
+        cursor = at + len(piece)
+        start = at + len(piece) - len(piece.lstrip())
+        end = at + len(piece.rstrip())
+        if start >= end:
             continue
-        out.extend(_merge_spans(text, good, size, overlap))
-        good = []
-        out.extend(_split_spans(text, a, b, rest, size, overlap, count) if rest else [(a, b)])
-    out.extend(_merge_spans(text, good, size, overlap))
-    return out
+        if budget.count(text[start:end]) > room and end - start > 1:
+            spans.extend(
+                (start + a, start + b) for a, b in _contiguous_pieces(text[start:end], room * 4 // 5, budget)
+            )
+        else:
+            spans.append((start, end))
+    return spans
 
 
-def _merge_spans(text: str, splits: list[tuple[Span, int]], size: int, overlap: int) -> list[Span]:
-    """Neighbouring splits joined while their sizes add up to ``size`` at most; each new span
-    repeats the last splits of the one before, up to ``overlap``."""
-    out: list[Span] = []
-    current: list[tuple[Span, int]] = []
-    total = 0
-
-    def emit() -> None:
-        a, b = current[0][0][0], current[-1][0][1]
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            out.append((a, b))
-
-    for split, n in splits:
-        if total + n > size and current:
-            emit()
-            while current and (total > overlap or total + n > size):
-                total -= current[0][1]
-                current = current[1:]
-        current.append((split, n))
-        total += n
-    if current:
-        emit()
-    return out
+def _tail_start(text: str, start: int, end: int, limit: int, count: Callable[[str], int]) -> int:
+    """The earliest word start in ``text[start:end]`` whose tail up to ``end`` fits ``limit`` tokens."""
+    words = [start + m.start() for m in re.finditer(r"\S+", text[start:end])][1:]
+    lo, hi, best = 0, len(words) - 1, end
+    while lo <= hi:  # tails shrink as the start moves right: binary search the first that fits
+        mid = (lo + hi) // 2
+        if count(text[words[mid] : end]) <= limit:
+            best, hi = words[mid], mid - 1
+        else:
+            lo = mid + 1
+    return best
