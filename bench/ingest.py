@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ingest.embed import Embedder
-from ingest.pipeline import Ingestor
-from ingest.settings import Settings
+# Run as a script, this file's folder comes first on sys.path and its name shadows the ingest package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from ingest.embed import Embedder  # noqa: E402
+from ingest.pipeline import Ingestor  # noqa: E402
+from ingest.settings import Settings  # noqa: E402
 
 
 def peak_rss_mb() -> float:

@@ -170,8 +170,12 @@ _MARK_OPEN, _MARK_MID, _MARK_CLOSE = "\x02", "\x03", "\x04"
 
 def load_html(data: bytes, filename: str) -> LoadedDocument:
     """HTML: the page's content only; navigation, banners, footers, scripts and styles are dropped."""
-    from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+    import warnings
 
+    from bs4 import BeautifulSoup, Comment, NavigableString, Tag, XMLParsedAsHTMLWarning
+
+    # Generated manuals are often XHTML; the lenient HTML parser reads them well.
+    warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
     if b"\x00" in data[:SNIFF_BYTES]:
         raise UnreadableDocument("binary content (NUL bytes) in an HTML file")
     soup = BeautifulSoup(data, "lxml")

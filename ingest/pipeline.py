@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.embed import Embedder
-from ingest.errors import FileTooLarge, IngestError, OutsideRoot, SkippedFile, UnsupportedFormat
+from ingest.errors import (
+    EmptyDocument,
+    FileTooLarge,
+    IngestError,
+    OutsideRoot,
+    SkippedFile,
+    UnknownDocument,
+    UnsupportedFormat,
+)
 from ingest.load import is_supported, load_document
 from ingest.settings import Settings
 from ingest.split import TokenBudget, split_document
@@ -198,16 +206,38 @@ class Ingestor:
             return FileOutcome(item.source, "skipped", str(exc))
         except OSError as exc:
             return FileOutcome(item.source, "failed", f"cannot read: {exc.strerror or exc}")
+        return self.ingest_bytes(
+            data, source=item.source, root=str(item.root), existing=existing, lookup=False
+        )
+
+    def ingest_bytes(
+        self,
+        data: bytes,
+        *,
+        source: str,
+        root: str,
+        existing: IndexedDocument | None = None,
+        lookup: bool = True,
+    ) -> FileOutcome:
+        """Index one document given as bytes unless its indexed version is already this one.
+
+        With ``lookup=False`` the caller vouches that ``existing`` is the store's record (or none).
+        """
+        if lookup and existing is None:
+            try:
+                existing = self.store.find_source(source)
+            except UnknownDocument:
+                existing = None
         version = document_version(data, self.fingerprint)
         if existing and existing.version == version:
-            return FileOutcome(item.source, "unchanged", chunks=existing.chunks)
+            return FileOutcome(source, "unchanged", chunks=existing.chunks)
         try:
-            doc = self.index_bytes(data, source=item.source, root=str(item.root), version=version)
+            doc = self.index_bytes(data, source=source, root=root, version=version)
         except SkippedFile as exc:
-            return FileOutcome(item.source, "skipped", str(exc))
+            return FileOutcome(source, "skipped", str(exc))
         except IngestError as exc:
-            return FileOutcome(item.source, "failed", str(exc))
-        return FileOutcome(item.source, "updated" if existing else "added", chunks=doc.chunks)
+            return FileOutcome(source, "failed", str(exc))
+        return FileOutcome(source, "updated" if existing else "added", chunks=doc.chunks)
 
     def index_bytes(
         self, data: bytes, *, source: str, root: str, version: str | None = None
@@ -219,6 +249,8 @@ class Ingestor:
         version = version or document_version(data, self.fingerprint)
         doc = load_document(data, source)
         chunks = split_document(doc, self.budget)
+        if not chunks:
+            raise EmptyDocument("no text besides headings")
         vectors = self.embedder.embed_documents([c.embed_text for c in chunks])
         return self.store.replace_document(
             source=source,
