@@ -39,7 +39,24 @@ def load_document(data: bytes, filename: str) -> LoadedDocument:
     doc = loader(data, filename)
     if not doc.text.strip():
         raise EmptyDocument("no text found in the file")
+    doc.superseded = is_superseded(doc.text)
     return doc
+
+
+# A document that says near its top that it was superseded or replaced is out of date; a current one
+# may say it *supersedes* another, which this does not match.
+_SUPERSEDED = re.compile(
+    r"\bsuperseded\b"
+    r"|\b(?:was|has been|is) (?:replaced|withdrawn|retired)\b"
+    r"|\bno longer (?:in effect|valid)\b",
+    re.I,
+)
+SUPERSEDED_WINDOW = 600
+
+
+def is_superseded(text: str) -> bool:
+    """Whether the document declares itself out of date in its opening lines."""
+    return bool(_SUPERSEDED.search(text[:SUPERSEDED_WINDOW]))
 
 
 def is_supported(filename: str) -> bool:
@@ -120,7 +137,9 @@ def load_markdown(data: bytes, filename: str) -> LoadedDocument:
         headings.append(Heading(starts[first], starts[min(last, len(starts) - 1)], int(token.tag[1:]), title))
     h1 = next((h.text for h in headings if h.level == 1 and h.text), None)
     title = str(meta.get("title") or h1 or _title_from_name(filename))
-    return LoadedDocument(text=text, title=title, filetype="markdown", headings=headings)
+    raw_tags = meta.get("tags") or ()
+    tags = tuple(str(t).strip() for t in ([raw_tags] if isinstance(raw_tags, str) else raw_tags))
+    return LoadedDocument(text=text, title=title, filetype="markdown", headings=headings, tags=tags)
 
 
 # --- Plain text -------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ingest.store import ChunkStore, open_store
 from ingest.types import FileOutcome, IndexedDocument, IngestReport, document_id
 
 # Bump when loading or splitting changes what a file becomes, so every file is indexed again.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -260,6 +260,8 @@ class Ingestor:
             root=root,
             chunks=chunks,
             vectors=vectors,
+            # Chroma metadata holds no lists: tags are kept as ",a,b," so a filter can test membership.
+            extra={"superseded": doc.superseded, "tags": f",{','.join(doc.tags)}," if doc.tags else ""},
         )
 
     def _prune(

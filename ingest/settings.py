@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGED_EMBED_MODEL = "all-MiniLM-L6-v2"
@@ -72,15 +72,63 @@ class Settings(BaseSettings):
     # Input limits
     max_file_mb: float = Field(default=50.0, gt=0, description="Files larger than this are skipped.")
 
+    # Generation (service)
+    generator: Literal["local", "openai", "extractive"] = Field(
+        default="local", description="Who writes answers; a request may pick another."
+    )
+    local_model_path: str | None = Field(
+        default=None, description="GGUF file for the local generator; unset: the packaged SmolLM2-135M."
+    )
+    local_context_tokens: int = Field(default=4096, ge=512, description="Context window of the local model.")
+    local_threads: int | None = Field(default=None, ge=1, description="CPU threads for the local model.")
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (Ollama)."
+    )
+    llm_model: str = Field(
+        default="smollm2", description="Model name sent to the OpenAI-compatible endpoint."
+    )
+    llm_api_key: SecretStr = Field(default=SecretStr("not-needed"))
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_retries: int = Field(default=2, ge=0, le=10)
+    llm_context_tokens: int = Field(
+        default=8192, ge=512, description="Context window of the endpoint's model."
+    )
+    max_answer_tokens: int = Field(default=256, ge=16, le=4096)
+
+    # Retrieval and answers (service)
+    top_k: int = Field(default=5, ge=1, le=50, description="Sources retrieved when a request names none.")
+    max_top_k: int = Field(default=50, ge=1, le=1000)
+    relevance_floor: float = Field(
+        default=0.3,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity the best passage must reach, else the answer is 'not covered'.",
+    )
+    strict_citations: bool = Field(
+        default=True, description="Drop answer sentences whose citations fail verification."
+    )
+    verify_similarity: float = Field(
+        default=0.55, ge=0.0, le=1.0, description="Least similarity of a sentence to the quote it cites."
+    )
+    prompt_dir: Path | None = Field(
+        default=None,
+        description="Folder with system.md and examples.json; per-collection subfolders override.",
+    )
+    max_question_chars: int = Field(default=4000, ge=10)
+
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
         return validate_collection_name(value)
 
     @model_validator(mode="after")
-    def _overlap_below_size(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_max_tokens // 2:
             raise ValueError("chunk_overlap_tokens must be under half of chunk_max_tokens")
+        if self.generator == "openai" and not self.llm_base_url:
+            raise ValueError("RAG_GENERATOR=openai needs RAG_LLM_BASE_URL (e.g. http://localhost:11434/v1)")
+        if self.top_k > self.max_top_k:
+            raise ValueError("top_k must not exceed max_top_k")
         return self
 
     @property

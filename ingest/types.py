@@ -38,6 +38,8 @@ class LoadedDocument:
     filetype: str
     headings: list[Heading] = field(default_factory=list)
     pages: list[PageSpan] = field(default_factory=list)
+    superseded: bool = False
+    tags: tuple[str, ...] = ()
 
     def page_at(self, offset: int) -> int | None:
         """The physical page holding character ``offset``, or ``None`` for formats without pages."""
