@@ -1,0 +1,63 @@
+"""The only table from errors to HTTP statuses, and the one handler that applies it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ingest.errors import (
+    EmbedderMismatch,
+    IngestError,
+    InvalidCollectionName,
+    StoreError,
+    UnknownCollection,
+    UnknownDocument,
+)
+from service.answer import GeneratorFailed
+from service.errors import (
+    BadRequest,
+    GeneratorError,
+    GeneratorTimeout,
+    GeneratorUnavailable,
+    IndexNotReady,
+    RagError,
+)
+
+# Looked up along the exception's MRO, so a subclass takes its nearest listed ancestor's status.
+STATUS: dict[type[Exception], int] = {
+    BadRequest: 400,
+    InvalidCollectionName: 400,
+    UnknownCollection: 404,
+    UnknownDocument: 404,
+    EmbedderMismatch: 409,
+    IngestError: 422,
+    StoreError: 503,
+    IndexNotReady: 503,
+    GeneratorUnavailable: 503,
+    GeneratorError: 503,
+    GeneratorTimeout: 504,
+    RagError: 500,
+}
+
+
+def status_for(exc: Exception) -> int:
+    target = exc.cause if isinstance(exc, GeneratorFailed) else exc
+    for cls in type(target).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+async def rag_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    body: dict[str, object] = {"detail": str(exc), "error": type(exc).__name__}
+    if isinstance(exc, GeneratorFailed):
+        from service.api.schemas import SourceOut
+
+        body["error"] = type(exc.cause).__name__
+        body["sources"] = [SourceOut.of(s).model_dump() for s in exc.sources]
+    return JSONResponse(body, status_code=status_for(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RagError, rag_error_handler)
+    app.add_exception_handler(IngestError, rag_error_handler)

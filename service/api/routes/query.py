@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import iterate_in_threadpool
+
+from ingest.errors import IngestError
+from ingest.settings import validate_collection_name
+from service.answer import GeneratorFailed, answer_question, check_question, check_top_k, stream_answer
+from service.api.deps import RuntimeDep
+from service.api.errors import status_for
+from service.api.schemas import ErrorOut, QueryRequest, QueryResponse, SourceOut
+from service.errors import BadRequest, RagError
+from service.retrieve import Filters
+from service.types import Answer, Source
+
+router = APIRouter(prefix="/v1", tags=["query"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 404, 503, 504)}
+
+
+@router.post(
+    "/query",
+    response_model=QueryResponse,
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
+    },
+)
+def query(body: QueryRequest, runtime: RuntimeDep) -> Any:
+    """Answer a question from a collection, citing and verifying every claim.
+
+    With ``stream: true`` the response is Server-Sent Events: ``sources`` first, then ``delta``
+    events with text, and last ``answer`` (the verified answer, as the JSON response would be) or
+    ``error`` (with the sources).
+    """
+    settings = runtime.settings
+    check_question(body.question, settings)
+    check_top_k(body.top_k, settings)
+    filters = Filters.parse(body.filters)
+    retriever = runtime.retriever(validate_collection_name(body.collection))
+    try:
+        generator = runtime.generator(body.generator)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    args: dict[str, Any] = dict(
+        ctx=runtime.context, retriever=retriever, generator=generator, collection=body.collection,
+        top_k=body.top_k, filters=filters, strict=body.strict, debug=body.debug,
+    )  # fmt: skip
+    if not body.stream:
+        return QueryResponse.of(answer_question(body.question, **args))
+    return EventSourceResponse(_events(stream_answer(body.question, **args)), ping=15)
+
+
+async def _events(events: Any) -> AsyncIterator[dict[str, str]]:
+    try:
+        async for name, payload in iterate_in_threadpool(events):
+            yield {"event": name, "data": json.dumps(_encode(name, payload))}
+    except (RagError, IngestError) as exc:
+        yield {"event": "error", "data": json.dumps(_error(exc))}
+
+
+def _encode(name: str, payload: Any) -> Any:
+    if name == "sources":
+        return [SourceOut.of(s).model_dump() for s in payload]
+    if name == "delta":
+        return {"text": payload}
+    if name == "answer":
+        assert isinstance(payload, Answer)
+        return QueryResponse.of(payload).model_dump()
+    return _error(payload)
+
+
+def _error(exc: Exception) -> dict[str, Any]:
+    sources: list[Source] = exc.sources if isinstance(exc, GeneratorFailed) else []
+    cause = exc.cause if isinstance(exc, GeneratorFailed) else exc
+    return {
+        "detail": str(exc),
+        "error": type(cause).__name__,
+        "status": status_for(exc),
+        "sources": [SourceOut.of(s).model_dump() for s in sources],
+    }

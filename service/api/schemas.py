@@ -1,0 +1,171 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest.types import FileOutcome, IndexedDocument
+from service.types import Answer, Citation, Source
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(Strict):
+    query: str = Field(description="What to look for.")
+    collection: str = "default"
+    top_k: int = Field(default=5, description="How many passages (1 to RAG_MAX_TOP_K).")
+    filters: dict[str, Any] | None = Field(
+        default=None, description="source_prefix (str), filetype (str or list), tags (str or list)."
+    )
+
+
+class SourceOut(BaseModel):
+    n: int
+    chunk_id: str
+    chunk_ids: list[str]
+    document_id: str
+    source: str
+    title: str
+    section: str
+    page: int | None
+    text: str
+    start: int
+    end: int
+    score: float
+
+    @classmethod
+    def of(cls, s: Source) -> SourceOut:
+        return cls(
+            n=s.n, chunk_id=s.chunk_ids[0], chunk_ids=list(s.chunk_ids), document_id=s.document_id,
+            source=s.source, title=s.title, section=s.section, page=s.page, text=s.text,
+            start=s.start, end=s.end, score=s.score,
+        )  # fmt: skip
+
+
+class SearchResponse(BaseModel):
+    results: list[SourceOut]
+    timings_ms: dict[str, float]
+
+
+class QueryRequest(Strict):
+    question: str
+    collection: str = "default"
+    top_k: int | None = Field(default=None, description="Passages to retrieve; RAG_TOP_K when unset.")
+    filters: dict[str, Any] | None = None
+    stream: bool = Field(default=False, description="Server-Sent Events: sources, deltas, answer.")
+    generator: str | None = Field(default=None, description="local, openai or extractive.")
+    strict: bool | None = Field(default=None, description="Drop unverified sentences (RAG_STRICT_CITATIONS).")
+    debug: bool = Field(default=False, description="Return the prompt exactly as the model saw it.")
+
+
+class CitationOut(BaseModel):
+    n: int
+    sentence: str
+    source: str
+    title: str
+    section: str
+    page: int | None
+    quote: str
+    start: int
+    end: int
+    score: float
+    verified: bool
+    reason: str
+
+    @classmethod
+    def of(cls, c: Citation) -> CitationOut:
+        return cls(**{name: getattr(c, name) for name in cls.model_fields})
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    covered: bool
+    citations: list[CitationOut]
+    sources: list[SourceOut]
+    usage: Usage
+    model: str
+    generator: str
+    fallback: bool = Field(
+        description="True when strict mode replaced the model's text with extracted sentences."
+    )
+    removed: list[str] = Field(description="Sentences dropped because their citations failed verification.")
+    timings_ms: dict[str, float]
+    prompt: str | None = None
+
+    @classmethod
+    def of(cls, a: Answer) -> QueryResponse:
+        return cls(
+            answer=a.answer, covered=a.covered, citations=[CitationOut.of(c) for c in a.citations],
+            sources=[SourceOut.of(s) for s in a.sources],
+            usage=Usage(prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens),
+            model=a.model, generator=a.generator, fallback=a.fallback, removed=a.removed,
+            timings_ms=a.timings_ms, prompt=a.prompt,
+        )  # fmt: skip
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    source: str
+    title: str
+    filetype: str
+    chunks: int
+    indexed_at: str
+
+    @classmethod
+    def of(cls, d: IndexedDocument) -> DocumentOut:
+        return cls(**{name: getattr(d, name) for name in cls.model_fields})
+
+
+class DocumentList(BaseModel):
+    collection: str
+    documents: list[DocumentOut]
+
+
+class UploadOutcome(BaseModel):
+    source: str
+    outcome: str
+    reason: str
+    chunks: int
+
+    @classmethod
+    def of(cls, f: FileOutcome) -> UploadOutcome:
+        return cls(source=f.source, outcome=f.outcome, reason=f.reason, chunks=f.chunks)
+
+
+class UploadResponse(BaseModel):
+    collection: str
+    files: list[UploadOutcome]
+
+
+class CollectionOut(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class Deleted(BaseModel):
+    deleted: DocumentOut
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    error: str
+    sources: list[SourceOut] | None = None

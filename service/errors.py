@@ -1,0 +1,40 @@
+"""Errors of the query service. ``service/api/errors.py`` maps each to an HTTP status.
+
+::
+
+    RagError                     base; the message is shown to the client
+    ├── BadRequest               a request the service cannot act on (bad filter, bad sizes)
+    ├── IndexNotReady            the store or a model cannot be reached right now
+    └── GeneratorError           the language model failed; the sources are still worth returning
+        ├── GeneratorTimeout     it did not answer in time
+        └── GeneratorUnavailable it refused, or is down
+
+Ingest's own errors (``UnknownCollection``, ``UnknownDocument``, ``StoreError``...) pass through as
+they are; the API maps them too.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base of every query-service error."""
+
+
+class BadRequest(RagError):
+    """The request is well-formed JSON but asks for something the service cannot do."""
+
+
+class IndexNotReady(RagError):
+    """The store, the embedder or the generator cannot be reached."""
+
+
+class GeneratorError(RagError):
+    """The generator failed."""
+
+
+class GeneratorTimeout(GeneratorError):
+    """The generator did not answer within the configured timeout."""
+
+
+class GeneratorUnavailable(GeneratorError):
+    """The generator is down, overloaded or refused the request."""

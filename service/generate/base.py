@@ -1,0 +1,26 @@
+"""The one seam every generator implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from service.types import Generation, Prompt
+
+
+class Generator(Protocol):
+    """Writes an answer from a prompt. Implementations: local (llama.cpp), openai (HTTP), extractive.
+
+    ``stream`` yields text deltas and, last, the complete :class:`Generation` (with token counts).
+    Both raise :class:`service.errors.GeneratorTimeout` / :class:`GeneratorUnavailable` on failure.
+    """
+
+    name: str
+    model: str
+    context_tokens: int
+
+    def generate(self, prompt: Prompt, *, max_tokens: int) -> Generation: ...
+
+    def stream(self, prompt: Prompt, *, max_tokens: int) -> Iterator[str | Generation]: ...
+
+    def count_tokens(self, text: str) -> int: ...

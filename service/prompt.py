@@ -1,0 +1,179 @@
+"""Build the prompt: system instructions, few-shot examples, and the numbered, fenced sources.
+
+Instructions and examples are files a user edits without touching code: ``system.md`` and
+``examples.json`` in ``RAG_PROMPT_DIR`` (the packaged ``service/prompts/`` by default), with
+per-collection overrides in ``RAG_PROMPT_DIR/collections/NAME/``. They are read once, at startup;
+a missing or malformed file stops the service from starting.
+
+Source text is data: it sits inside ``<source>`` tags, with anything in it that could close or open
+such a tag neutralised, so no document can step outside its fence or rewrite the instructions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.types import Prompt, Source
+
+PACKAGED = Path(__file__).parent / "prompts"
+NOT_COVERED = "The documents do not cover this."
+_TAG = re.compile(r"<\s*(/?)\s*(source|sources|system|instructions)\b", re.I)
+
+
+class PromptConfigError(ValueError):
+    """A prompt file is missing or malformed; raised at startup, never in a request."""
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    sources: list[dict[str, str]]
+    answer: str
+
+
+@dataclass(frozen=True)
+class PromptFiles:
+    system: str
+    examples: list[Example]
+
+
+def _read_files(folder: Path, fallback: PromptFiles | None) -> PromptFiles:
+    system_path, examples_path = folder / "system.md", folder / "examples.json"
+    if fallback is None and not system_path.is_file():
+        raise PromptConfigError(f"missing system prompt file {system_path}")
+    system = system_path.read_text(encoding="utf-8").strip() if system_path.is_file() else ""
+    examples = fallback.examples if fallback else []
+    if examples_path.is_file():
+        try:
+            raw: Any = json.loads(examples_path.read_text(encoding="utf-8"))
+            examples = [
+                Example(str(e["question"]), [dict(s) for s in e["sources"]], str(e["answer"])) for e in raw
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PromptConfigError(f"malformed examples file {examples_path}: {exc}") from exc
+    elif fallback is None:
+        raise PromptConfigError(f"missing examples file {examples_path}")
+    return PromptFiles(system or (fallback.system if fallback else ""), examples)
+
+
+def fence(text: str) -> str:
+    """Source text with tag look-alikes defused, so it cannot close its fence."""
+    return _TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+
+
+def _attr(value: object) -> str:
+    return fence(str(value)).replace('"', "'").replace("\n", " ")
+
+
+def format_sources(sources: list[Source] | list[dict[str, str]]) -> str:
+    blocks = []
+    for i, src in enumerate(sources, start=1):
+        if isinstance(src, Source):
+            attrs = {"id": src.n, "title": src.title, "section": src.section, "page": src.page,
+                     "status": "superseded" if src.superseded else None}  # fmt: skip
+            text = src.text
+        else:
+            attrs = {"id": i, "title": src.get("title", ""), "section": src.get("section", ""),
+                     "status": src.get("status")}  # fmt: skip
+            text = src.get("text", "")
+        rendered = " ".join(f'{k}="{_attr(v)}"' for k, v in attrs.items() if v not in (None, ""))
+        blocks.append(f"<source {rendered}>\n{fence(text)}\n</source>")
+    return "\n".join(blocks)
+
+
+def user_message(question: str, sources: list[Source] | list[dict[str, str]]) -> str:
+    return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question.strip()}"
+
+
+class PromptSet:
+    """The prompt files for every collection, loaded once.
+
+    Example::
+
+        prompts = PromptSet.load(settings.prompt_dir)
+        prompt = prompts.build("How many vacation days?", sources, collection="default",
+                               count_tokens=generator.count_tokens, budget=3000)
+    """
+
+    def __init__(self, default: PromptFiles, per_collection: dict[str, PromptFiles]) -> None:
+        self.default = default
+        self.per_collection = per_collection
+
+    @classmethod
+    def load(cls, folder: Path | None = None) -> PromptSet:
+        """:raises PromptConfigError: a prompt file is missing or malformed."""
+        base = _read_files(PACKAGED, None)
+        if folder is not None:
+            if not folder.is_dir():
+                raise PromptConfigError(f"RAG_PROMPT_DIR {folder} is not a folder")
+            base = _read_files(folder, base)
+        overrides = {}
+        collections = (folder / "collections") if folder else None
+        if collections and collections.is_dir():
+            for sub in sorted(p for p in collections.iterdir() if p.is_dir()):
+                overrides[sub.name] = _read_files(sub, base)
+        return cls(base, overrides)
+
+    def files_for(self, collection: str) -> PromptFiles:
+        return self.per_collection.get(collection, self.default)
+
+    def build(
+        self,
+        question: str,
+        sources: list[Source],
+        *,
+        collection: str,
+        count_tokens: Any,
+        budget: int,
+        with_system: bool = True,
+        with_examples: bool = True,
+    ) -> Prompt:
+        """Messages for ``question`` with as many sources as fit ``budget`` tokens, best first.
+
+        Examples are dropped (last first) before the best source would be; a single source that is
+        still too long is cut to fit.
+        """
+        files = self.files_for(collection)
+        head: list[dict[str, str]] = []
+        if with_system:
+            head.append({"role": "system", "content": files.system})
+        examples = list(files.examples) if with_examples else []
+
+        def shots(items: list[Example]) -> list[dict[str, str]]:
+            out = []
+            for ex in items:
+                out.append({"role": "user", "content": user_message(ex.question, ex.sources)})
+                out.append({"role": "assistant", "content": ex.answer})
+            return out
+
+        def size(messages: list[dict[str, str]]) -> int:
+            return sum(int(count_tokens(m["content"])) + 4 for m in messages)
+
+        fixed = size(head) + int(count_tokens(question)) + 16
+        while examples and fixed + size(shots(examples)) > budget // 2:
+            examples.pop()
+        room = budget - fixed - size(shots(examples))
+        kept: list[Source] = []
+        for src in sources:
+            cost = int(count_tokens(src.text)) + 24
+            if cost <= room:
+                kept.append(src)
+                room -= cost
+            elif not kept and room > 32:
+                share = max(1, int(len(src.text) * (room - 24) / cost))
+                kept.append(_cut(src, share))
+                room = 0
+            else:
+                break
+        messages = [*head, *shots(examples), {"role": "user", "content": user_message(question, kept)}]
+        return Prompt(question=question, messages=messages, sources=kept)
+
+
+def _cut(src: Source, length: int) -> Source:
+    from dataclasses import replace
+
+    return replace(src, text=src.text[:length], end=src.start + length)
