@@ -94,3 +94,14 @@ def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         name = f"t{abs(hash(request.node.nodeid)) % 10**10}"
         return Settings(chroma_url=url, collection=name)
     return Settings(chroma_path=tmp_path / "chroma")
+
+
+@pytest.fixture(scope="session")
+def corpus_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    """A store holding corpus/ in the collection 'default', ingested once per session."""
+    from ingest.pipeline import Ingestor
+
+    settings = Settings(chroma_path=tmp_path_factory.mktemp("corpus") / "chroma", generator="extractive")
+    report = Ingestor(settings, embedder=embedder).ingest_paths([CORPUS])
+    assert report.count("added") >= 40, report.of("failed")
+    return settings
