@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def test_upload_list_query_delete(tmp_path: Path, embedder: Embedder) -> None:
                 "files",
                 (
                     "garden.md",
-                    b"# Garden\n\nThe rooftop garden opens at 07:30 on weekdays.\n",
+                    b"---\ntags: [facilities, outdoor]\n---\n# Garden\n\nThe roof garden opens at 07:30.\n",
                     "text/markdown",
                 ),
             ),
@@ -190,9 +191,28 @@ def test_upload_list_query_delete(tmp_path: Path, embedder: Embedder) -> None:
         listed = api.get("/v1/documents", params={"collection": "uploads"}).json()["documents"]
         assert sorted(d["source"] for d in listed) == ["evil.txt", "garden.md"]
         body = api.post(
-            "/v1/query", json={"question": "When does the rooftop garden open?", "collection": "uploads"}
+            "/v1/query", json={"question": "When does the roof garden open?", "collection": "uploads"}
         ).json()
         assert "07:30" in body["answer"] and body["citations"][0]["source"] == "garden.md"
+
+        tagged = api.post(
+            "/v1/search",
+            json={"query": "opening hours", "collection": "uploads", "filters": {"tags": "facilities"}},
+        ).json()["results"]
+        assert [r["source"] for r in tagged] == ["garden.md"]
+
+        # Another writer (the ingest command, say) adds a document: the keyword index notices.
+        from ingest.pipeline import Ingestor
+
+        notes = tmp_path / "notes"
+        notes.mkdir()
+        (notes / "zebra.md").write_text("# Zebra\n\nThe quokkazebra project codename is ZX-77.\n")
+        Ingestor(settings.model_copy(update={"collection": "uploads"}), embedder=embedder).ingest_paths(
+            [notes]
+        )
+        time.sleep(1.1)
+        found = api.post("/v1/search", json={"query": "quokkazebra", "collection": "uploads", "top_k": 1})
+        assert found.json()["results"][0]["source"] == "zebra.md"
 
         garden = next(d for d in listed if d["source"] == "garden.md")
         gone = api.delete(f"/v1/documents/{garden['document_id']}", params={"collection": "uploads"})
