@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,27 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of ``text`` without the special tokens the model adds around it."""
-        return len(self.tokenizer.tokenize(text))
+        return self._counter(text)
+
+    @cached_property
+    def _counter(self) -> Callable[[str], int]:
+        # The splitter counts the same pieces again and again while it merges them: cache, and call
+        # the Rust tokenizer directly, skipping the Python wrapper that builds a dict per call.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # A copy without the padding and truncation the model's encoding applies.
+            backend = type(backend).from_str(backend.to_str())
+            backend.no_padding()
+            backend.no_truncation()
+
+            def count(text: str) -> int:
+                return len(backend.encode(text, add_special_tokens=False).ids)
+        else:
+
+            def count(text: str) -> int:
+                return len(self.tokenizer.tokenize(text))
+
+        return lru_cache(maxsize=1 << 16)(count)
 
     @property
     def dimension(self) -> int:
