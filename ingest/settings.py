@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         default=True, description="Drop answer sentences whose citations fail verification."
     )
     verify_similarity: float = Field(
-        default=0.55, ge=0.0, le=1.0, description="Least similarity of a sentence to the quote it cites."
+        default=0.65, ge=0.0, le=1.0, description="Least similarity of a sentence to the quote it cites."
     )
     prompt_dir: Path | None = Field(
         default=None,

@@ -81,7 +81,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -228,6 +228,14 @@ class Verification:
                 out.append(tidied)
         result = re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", "\n".join(out)).strip()
         return result, removed
+
+
+def _with_marker(sentence: str, n: int) -> str:
+    """An attributed sentence with its ``[n]`` added before the closing punctuation, as models write it."""
+    end = re.search(r"[.!?…]+[\"'”’)]*$", sentence)
+    if end:
+        return f"{sentence[: end.start()]} [{n}]{sentence[end.start() :]}"
+    return f"{sentence} [{n}]"
 
 
 def _tidy_line(line: str) -> str | None:
@@ -533,6 +541,10 @@ class _SourceInfo:
     def passage_hays(self) -> list[_Haystack]:
         return [_Haystack(self.source.text[i:j]) for i, j in self.passages]
 
+    @cached_property
+    def heading_hay(self) -> _Haystack:
+        return _Haystack(f"{self.source.title}\n{self.source.section}")
+
 
 def _passages(text: str) -> list[tuple[int, int]]:
     """Candidate quotes of a source: its sentences and windows of two adjacent sentences."""
@@ -567,7 +579,20 @@ def _check(
     """Claim against one source; ``others`` are the other sources the sentence cites."""
     n = info.source.n
     reasons: list[str] = []
-    present = [t for t in claim.terms if info.haystack.contains(t)]
+    # A key term must stand in a passage that supports the claim (or in the source's title or
+    # section), not anywhere in the source: a number from an unrelated table row proves nothing.
+    # A two-sentence window counts only where it matches better than either of its sentences.
+    n_sentences = (len(info.passages) + 1) // 2
+    supporting = [
+        info.passage_hays[k]
+        for k, v in enumerate(sims)
+        if v >= floor and (k < n_sentences or v > max(sims[k - n_sentences], sims[k - n_sentences + 1]))
+    ] or [info.haystack]
+
+    def near(term: Any) -> bool:
+        return info.heading_hay.contains(term) or any(hay.contains(term) for hay in supporting)
+
+    present = [t for t in claim.terms if near(t)]
     found = set(present)
     missing = [t for t in claim.terms if t not in found and not any(o.haystack.contains(t) for o in others)]
     reasons.extend(f"{t.describe()} not in source {n}" for t in missing[:MAX_REASONS])
@@ -673,6 +698,7 @@ def verify_answer(
     all_citations: list[Citation] = []
     for c in claims:
         citations: list[Citation] = []
+        display = c.display
         reason = ""
         verified = False
         if c.needs_support and infos:
@@ -698,6 +724,7 @@ def verify_answer(
                     best = max(passing, key=lambda o: o.score)
                     citations.append(_citation(c, infos[best.n], best))
                     verified = True
+                    display = _with_marker(display, best.n)
                 elif outcomes:
                     closest = max(outcomes, key=lambda o: o.score)
                     why = "; ".join(closest.reasons)
@@ -715,7 +742,7 @@ def verify_answer(
                 verified=verified,
                 citations=tuple(citations),
                 needs_support=c.needs_support,
-                display=c.display,
+                display=display,
                 reason=reason,
             )
         )

@@ -208,9 +208,10 @@ def test_out_of_range_markers_are_dropped(embedder: Embedder) -> None:
     assert v.sentences[1].citations[0].sentence == v.sentences[1].text  # as in the answer
     assert all(c.n in (1, 2, 3) for c in v.citations)
     text, removed = v.text(strict=False)
-    assert text == "Passwords must be rotated every 90 days. Hotels are paid up to $180 a night [3]."
+    # The first sentence lost its only marker but is still true: it is attributed to source 2, and the
+    # text shows the marker it earned.
+    assert text == "Passwords must be rotated every 90 days [2]. Hotels are paid up to $180 a night [3]."
     assert removed == []
-    # The first sentence lost its only marker but is still true: it is attributed to source 2.
     assert v.sentences[0].verified and [c.n for c in v.sentences[0].citations] == [2]
 
 
@@ -397,3 +398,21 @@ def test_arbitrary_answers(pieces: list[str], embedder: Embedder) -> None:
         assert set(parse_markers(text)) <= valid
         assert len(removed) <= len(v.sentences)
     assert 0.0 <= v.verified_share <= 1.0
+
+
+def test_key_terms_must_stand_in_the_matching_passage(embedder: Embedder) -> None:
+    """A number found only in an unrelated part of the cited source does not support the claim."""
+    text = (
+        "The Edge Agent reconnects automatically when the network returns. "
+        "Invoices are due within 2 weeks of issue. "
+        "Enrollment tokens expire 24 hours after they are created."
+    )
+    src = Source(n=1, chunk_ids=("c1",), document_id="d1", source="agent.md", title="Edge Agent",
+                 section="Enrollment", page=None, text=text, start=0, end=len(text), score=1.0)  # fmt: skip
+    bad = verify_answer(
+        "Enrollment tokens expire 2 hours after they are created [1].", [src], embedder=embedder
+    )
+    assert not bad.sentences[0].verified and "number 2 not in source 1" in bad.sentences[0].reason
+    good = verify_answer("Enrollment tokens expire 24 hours after creation [1].", [src], embedder=embedder)
+    assert good.sentences[0].verified
+    assert good.citations[0].quote == "Enrollment tokens expire 24 hours after they are created."
