@@ -7,6 +7,10 @@ from typing import Protocol
 
 from service.types import Generation, Prompt
 
+# A model that starts writing another source block or question has finished its answer; small models
+# otherwise run on, copying the prompt back until max_tokens.
+STOP = ["<source", "</source>", "\nQuestion:", "\nSources:"]
+
 
 class Generator(Protocol):
     """Writes an answer from a prompt. Implementations: local (llama.cpp), openai (HTTP), extractive.

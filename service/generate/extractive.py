@@ -24,6 +24,9 @@ WORD_BONUS = 0.1
 # Sentences of a superseded document lose this much, so the current version wins unless the old one
 # is the only one that answers.
 SUPERSEDED_PENALTY = 0.15
+# A table row with no figure in it is usually the header: it repeats the question's words and
+# answers nothing.
+HEADER_ROW_PENALTY = 0.1
 # No model window to fill: the number of sources is bounded by retrieval's top_k instead.
 CONTEXT_TOKENS = 32768
 
@@ -167,6 +170,8 @@ class ExtractiveGenerator:
             bonus = WORD_BONUS * shared / len(question_words) if question_words else 0.0
             # Rounded so float noise between runs cannot reorder near-ties.
             penalty = SUPERSEDED_PENALTY if candidate.superseded else 0.0
+            if "|" in candidate.text and not any(ch.isdigit() for ch in candidate.text):
+                penalty += HEADER_ROW_PENALTY
             candidate.score = round(cosine + bonus - penalty, 6)
         ranked = sorted(candidates, key=lambda c: (-c.score, c.sources[0], c.position))
         best = ranked[0].score

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ingest.settings import Settings
 from service.errors import GeneratorUnavailable
+from service.generate.base import STOP
 from service.types import Generation, Prompt
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class LocalGenerator:
                 response = cast(
                     dict[str, Any],
                     llama.create_chat_completion(
-                        messages=cast(Any, prompt.messages), max_tokens=max_tokens, temperature=0
+                        messages=cast(Any, prompt.messages), max_tokens=max_tokens, temperature=0, stop=STOP
                     ),
                 )
             except (ValueError, RuntimeError) as exc:  # context overflow, decode failure
@@ -127,7 +128,11 @@ class LocalGenerator:
                 chunks = cast(
                     Iterator[dict[str, Any]],
                     llama.create_chat_completion(
-                        messages=cast(Any, prompt.messages), max_tokens=max_tokens, temperature=0, stream=True
+                        messages=cast(Any, prompt.messages),
+                        max_tokens=max_tokens,
+                        temperature=0,
+                        stop=STOP,
+                        stream=True,
                     ),
                 )
                 for chunk in chunks:

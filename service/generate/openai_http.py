@@ -12,6 +12,7 @@ import openai
 
 from ingest.settings import Settings
 from service.errors import GeneratorTimeout, GeneratorUnavailable
+from service.generate.base import STOP
 from service.types import Generation, Prompt
 
 # Tokens of chat framing (role markers, separators) per message; only used when estimating.
@@ -86,6 +87,7 @@ class OpenAIGenerator:
                 messages=cast(Any, prompt.messages),
                 max_tokens=max_tokens,
                 temperature=0,
+                stop=STOP,
             )
         if not response.choices:
             raise GeneratorUnavailable(f"LLM endpoint {self.base_url} returned no choices")
@@ -139,6 +141,7 @@ class OpenAIGenerator:
             "messages": cast(Any, prompt.messages),
             "max_tokens": max_tokens,
             "temperature": 0,
+            "stop": STOP,
             "stream": True,
         }
         if self._stream_usage:
