@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
 PORT=${RAG_DEMO_PORT:-8000}
-QUESTION=${1:-"How many days per week do office employees work from the office, and which days are anchor days?"}
+QUESTION=${1:-"How many weeks of fully paid parental leave do eligible parents get?"}
 
 .venv/bin/ingest corpus/ || echo "(some files were not indexed; the reasons are listed above)"
 .venv/bin/python -m service --port "$PORT" --log-level warning &

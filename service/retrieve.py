@@ -196,7 +196,11 @@ class KeywordRetriever:
             return self._index
 
     def _build(self, revision: str) -> _Bm25:
+        import logging
+
         import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG
 
         chunks = self.store.all_chunks()
         if not chunks:
