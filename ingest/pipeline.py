@@ -27,12 +27,30 @@ from ingest.load import is_supported, load_document
 from ingest.settings import Settings
 from ingest.split import TokenBudget, split_document
 from ingest.store import ChunkStore, open_store
-from ingest.types import FileOutcome, IndexedDocument, IngestReport, document_id
+from ingest.types import Chunk, FileOutcome, IndexedDocument, IngestReport, LoadedDocument, document_id
 
 # Bump when loading or splitting changes what a file becomes, so every file is indexed again.
 PIPELINE_VERSION = "2"
 
 ProgressCallback = Callable[[int, int, str], None]
+# Chunks gathered across files before one embedding call: full batches keep the model busy.
+EMBED_BATCH_CHUNKS = 256
+
+
+def _tags(tags: tuple[str, ...]) -> str:
+    return f",{','.join(tags)}," if tags else ""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A document loaded and split, waiting for its vectors."""
+
+    source: str
+    root: str
+    version: str
+    doc: LoadedDocument
+    chunks: list[Chunk]
+    replaces: bool
 
 
 @dataclass(frozen=True)
@@ -167,14 +185,27 @@ class Ingestor:
         on_progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Index every supported file under ``paths``; with ``prune``, drop documents whose files
-        are gone from the given folders. One file's failure never stops the run."""
+        are gone from the given folders. One file's failure never stops the run.
+
+        Documents are embedded in batches of at least ``EMBED_BATCH_CHUNKS`` chunks across files (the
+        model is far faster on full batches), then each is stored on its own, crash-safe.
+        """
         report = IngestReport(collection=self.store.name)
         report.repaired = self.store.repair()
         found = discover(paths)
         report.files.extend(found.skipped)
         known = {doc.document_id: doc for doc in self.store.documents()}
         seen: dict[str, SourceFile] = {}
+        pending: list[Prepared] = []
         total = len(found.files)
+
+        def flush() -> None:
+            for outcome in self._store_all(pending):
+                report.files.append(outcome)
+                if outcome.outcome in ("added", "updated"):
+                    report.embedded_chunks += outcome.chunks
+            pending.clear()
+
         for done, item in enumerate(found.files):
             if on_progress:
                 on_progress(done, total, item.source)
@@ -183,17 +214,21 @@ class Ingestor:
                 report.files.append(FileOutcome(item.source, "failed", f"same source as {other}"))
                 continue
             seen[item.source] = item
-            outcome = self._ingest_file(item, known.get(document_id(item.source)))
-            report.files.append(outcome)
-            if outcome.outcome in ("added", "updated"):
-                report.embedded_chunks += outcome.chunks
+            result = self._prepare_file(item, known.get(document_id(item.source)))
+            if isinstance(result, FileOutcome):
+                report.files.append(result)
+                continue
+            pending.append(result)
+            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+                flush()
+        flush()
         if on_progress:
             on_progress(total, total, "")
         if prune:
             report.files.extend(self._prune(found.roots, set(seen), known.values()))
         return report
 
-    def _ingest_file(self, item: SourceFile, existing: IndexedDocument | None) -> FileOutcome:
+    def _prepare_file(self, item: SourceFile, existing: IndexedDocument | None) -> Prepared | FileOutcome:
         try:
             size = item.path.stat().st_size
             if size > self.settings.max_file_bytes:
@@ -206,63 +241,61 @@ class Ingestor:
             return FileOutcome(item.source, "skipped", str(exc))
         except OSError as exc:
             return FileOutcome(item.source, "failed", f"cannot read: {exc.strerror or exc}")
-        return self.ingest_bytes(
-            data, source=item.source, root=str(item.root), existing=existing, lookup=False
-        )
+        return self._prepare(data, source=item.source, root=str(item.root), existing=existing)
 
-    def ingest_bytes(
-        self,
-        data: bytes,
-        *,
-        source: str,
-        root: str,
-        existing: IndexedDocument | None = None,
-        lookup: bool = True,
-    ) -> FileOutcome:
-        """Index one document given as bytes unless its indexed version is already this one.
-
-        With ``lookup=False`` the caller vouches that ``existing`` is the store's record (or none).
-        """
-        if lookup and existing is None:
-            try:
-                existing = self.store.find_source(source)
-            except UnknownDocument:
-                existing = None
+    def _prepare(
+        self, data: bytes, *, source: str, root: str, existing: IndexedDocument | None
+    ) -> Prepared | FileOutcome:
+        """Load and split, unless the indexed version is already this one; errors become outcomes."""
         version = document_version(data, self.fingerprint)
         if existing and existing.version == version:
             return FileOutcome(source, "unchanged", chunks=existing.chunks)
         try:
-            doc = self.index_bytes(data, source=source, root=root, version=version)
+            doc = load_document(data, source)
+            chunks = split_document(doc, self.budget)
+            if not chunks:
+                raise EmptyDocument("no text besides headings")
         except SkippedFile as exc:
             return FileOutcome(source, "skipped", str(exc))
         except IngestError as exc:
             return FileOutcome(source, "failed", str(exc))
-        return FileOutcome(source, "updated" if existing else "added", chunks=doc.chunks)
+        return Prepared(source, root, version, doc, chunks, existing is not None)
 
-    def index_bytes(
-        self, data: bytes, *, source: str, root: str, version: str | None = None
-    ) -> IndexedDocument:
-        """Load, split, embed and store one document given as bytes (an upload, or a file read).
+    def _store_all(self, batch: Sequence[Prepared]) -> list[FileOutcome]:
+        """Embed the chunks of every prepared document in one call, then store each document."""
+        texts = [c.embed_text for p in batch for c in p.chunks]
+        vectors = self.embedder.embed_documents(texts) if texts else []
+        outcomes = []
+        offset = 0
+        for p in batch:
+            own = vectors[offset : offset + len(p.chunks)]
+            offset += len(p.chunks)
+            try:
+                stored = self.store.replace_document(
+                    source=p.source,
+                    title=p.doc.title,
+                    filetype=p.doc.filetype,
+                    version=p.version,
+                    root=p.root,
+                    chunks=p.chunks,
+                    vectors=own,
+                    # Chroma metadata holds no lists: tags are kept as ",a,b," for membership tests.
+                    extra={"superseded": p.doc.superseded, "tags": _tags(p.doc.tags)},
+                )
+            except IngestError as exc:
+                outcomes.append(FileOutcome(p.source, "failed", str(exc)))
+                continue
+            outcomes.append(FileOutcome(p.source, "updated" if p.replaces else "added", chunks=stored.chunks))
+        return outcomes
 
-        :raises IngestError: the bytes could not be turned into a document, or the store failed.
-        """
-        version = version or document_version(data, self.fingerprint)
-        doc = load_document(data, source)
-        chunks = split_document(doc, self.budget)
-        if not chunks:
-            raise EmptyDocument("no text besides headings")
-        vectors = self.embedder.embed_documents([c.embed_text for c in chunks])
-        return self.store.replace_document(
-            source=source,
-            title=doc.title,
-            filetype=doc.filetype,
-            version=version,
-            root=root,
-            chunks=chunks,
-            vectors=vectors,
-            # Chroma metadata holds no lists: tags are kept as ",a,b," so a filter can test membership.
-            extra={"superseded": doc.superseded, "tags": f",{','.join(doc.tags)}," if doc.tags else ""},
-        )
+    def ingest_bytes(self, data: bytes, *, source: str, root: str) -> FileOutcome:
+        """Index one document given as bytes (an upload) unless its indexed version is this one."""
+        try:
+            existing: IndexedDocument | None = self.store.find_source(source)
+        except UnknownDocument:
+            existing = None
+        result = self._prepare(data, source=source, root=root, existing=existing)
+        return result if isinstance(result, FileOutcome) else self._store_all([result])[0]
 
     def _prune(
         self, roots: list[Path], seen: set[str], known: Iterable[IndexedDocument]

@@ -287,8 +287,7 @@ class ChunkStore:
         failpoint("replace:switched")
         self._delete_other_versions(doc_id, version)
         failpoint("replace:deleted-old")
-        self._put_record(doc_id, {**record, "dirty": False})
-        self._bump_revision()
+        self._put_record(doc_id, {**record, "dirty": False}, bump=True)
         return _indexed(doc_id, record)
 
     def delete_document(self, doc_id: str) -> IndexedDocument:
@@ -387,11 +386,17 @@ class ChunkStore:
         metas = records["metadatas"] or []
         return dict(metas[0]) if records["ids"] and metas and metas[0] else None
 
-    def _put_record(self, doc_id: str, meta: dict[str, Any]) -> None:
-        self._call(lambda: self.docs.upsert(ids=[doc_id], embeddings=[MANIFEST_VECTOR], metadatas=[meta]))
+    def _put_record(self, doc_id: str, meta: dict[str, Any], *, bump: bool = False) -> None:
+        """Write a document record; with ``bump``, the revision token changes in the same write."""
+        ids, metas = [doc_id], [meta]
+        if bump:
+            ids.append(REVISION_ID)
+            metas.append(_revision_meta())
+        vectors = [MANIFEST_VECTOR] * len(ids)
+        self._call(lambda: self.docs.upsert(ids=ids, embeddings=vectors, metadatas=metas))
 
     def _bump_revision(self) -> None:
-        meta = {"revision": uuid.uuid4().hex, "changed_at": datetime.now(UTC).isoformat()}
+        meta = _revision_meta()
         self._call(
             lambda: self.docs.upsert(ids=[REVISION_ID], embeddings=[MANIFEST_VECTOR], metadatas=[meta])
         )
@@ -409,6 +414,10 @@ class ChunkStore:
             raise
         except Exception as exc:  # network errors, Chroma's own, disk full: all a store failure
             raise StoreError(f"Chroma store error in collection {self.name!r}: {exc}") from exc
+
+
+def _revision_meta() -> dict[str, Any]:
+    return {"revision": uuid.uuid4().hex, "changed_at": datetime.now(UTC).isoformat()}
 
 
 def _chunk_metadata(
