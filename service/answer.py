@@ -125,14 +125,15 @@ def finish(
     generation: Generation,
     *,
     ctx: AnswerContext,
-    strict: bool,
+    strict: bool | None,
     debug: bool,
     generate_ms: float,
 ) -> Answer:
-    """Verify a generation's citations; in strict mode drop what fails, and fall back to extractive
-    when nothing verified is left."""
+    """Verify a generation's citations; in strict mode (``RAG_STRICT_CITATIONS`` when ``strict`` is
+    None) drop what fails, and fall back to extractive when nothing verified is left."""
     assert prepared.prompt is not None
     prompt = prepared.prompt
+    strict = ctx.settings.strict_citations if strict is None else strict
     timings = {**prepared.timings_ms, "generate": generate_ms}
     t0 = time.perf_counter()
     checked = verify_answer(
@@ -161,7 +162,7 @@ def finish(
     timings["verify"] = (time.perf_counter() - t0) * 1000
     kept_sentences = {s.text for s in checked.sentences if s.verified or not strict}
     citations = [c for c in checked.citations if c.sentence in kept_sentences and (c.verified or not strict)]
-    return Answer(
+    answer = Answer(
         answer=text,
         citations=citations,
         sources=prompt.sources,
@@ -175,6 +176,11 @@ def finish(
         timings_ms=timings,
         prompt=prompt.as_text() if debug else None,
     )
+    log.info(
+        "answered: generator=%s fallback=%s removed=%d timings=%s",
+        answer.generator, answer.fallback, len(answer.removed), answer.timings_ms,
+    )  # fmt: skip
+    return answer
 
 
 def _has_verified_content(checked: Verification, text: str) -> bool:
@@ -214,19 +220,7 @@ def answer_question(
     except GeneratorError as exc:
         raise GeneratorFailed(exc, prepared.prompt.sources) from exc
     generate_ms = (time.perf_counter() - t0) * 1000
-    answer = finish(
-        prepared,
-        generation,
-        ctx=ctx,
-        strict=ctx.settings.strict_citations if strict is None else strict,
-        debug=debug,
-        generate_ms=generate_ms,
-    )
-    log.info(
-        "answered: generator=%s fallback=%s removed=%d timings=%s",
-        answer.generator, answer.fallback, len(answer.removed), answer.timings_ms,
-    )  # fmt: skip
-    return answer
+    return finish(prepared, generation, ctx=ctx, strict=strict, debug=debug, generate_ms=generate_ms)
 
 
 def stream_answer(
@@ -266,14 +260,5 @@ def stream_answer(
         return
     if generation is None:
         generation = Generation("", 0, 0, generator.model, generator.name)
-    yield (
-        "answer",
-        finish(
-            prepared,
-            generation,
-            ctx=ctx,
-            strict=ctx.settings.strict_citations if strict is None else strict,
-            debug=debug,
-            generate_ms=(time.perf_counter() - t0) * 1000,
-        ),
-    )
+    generate_ms = (time.perf_counter() - t0) * 1000
+    yield "answer", finish(prepared, generation, ctx=ctx, strict=strict, debug=debug, generate_ms=generate_ms)
