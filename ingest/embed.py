@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -19,6 +20,9 @@ from ingest.settings import PACKAGED_EMBED_MODEL, Settings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedTokenizerBase
+
+
+SENTENCE_CACHE_SIZE = 20_000
 
 
 def resolve_model_path(name: str) -> str:
@@ -52,6 +56,8 @@ class Embedder:
         self.document_prefix = settings.embed_document_prefix
         self._chunk_max_tokens = settings.chunk_max_tokens
         self._lock = threading.Lock()
+        self._sentence_cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         if Path(self.path).is_dir():
             # The weights are on disk: never let a library reach for a model hub.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,6 +141,32 @@ class Embedder:
             show_progress_bar=False,
         )
         return vectors.tolist()  # type: ignore[no-any-return]
+
+    def embed_sentences(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for short texts compared at answer time (source sentences, claims), cached.
+
+        The extractive generator and citation verification embed the same source sentences for
+        one answer, and popular passages recur across answers: each text is embedded once.
+        """
+        with self._cache_lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._sentence_cache))
+        if missing:
+            fresh = self.embed_documents(missing)
+            with self._cache_lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    self._sentence_cache[text] = vector
+                while len(self._sentence_cache) > SENTENCE_CACHE_SIZE:
+                    self._sentence_cache.popitem(last=False)
+        with self._cache_lock:
+            found = {t: self._sentence_cache.get(t) for t in texts}
+            for text, vector in found.items():
+                if vector is not None:
+                    self._sentence_cache.move_to_end(text)
+        # Another thread's burst may have evicted some between the two locked steps.
+        lost = [t for t, v in found.items() if v is None]
+        if lost:
+            found.update(zip(lost, self.embed_documents(lost), strict=True))
+        return [found[t] for t in texts]  # type: ignore[misc]
 
     def embed_query(self, text: str) -> list[float]:
         """One vector for a search query."""

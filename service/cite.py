@@ -70,7 +70,7 @@ Rules
        left empty goes with its line; spaces and blank lines are tidied).
 
 All embeddings of one call (claims and candidate passages, deduplicated) come from a single
-``embed_documents`` call; nothing is embedded when there is nothing to check.
+``embed_sentences`` call (cached per text); nothing is embedded when there is nothing to check.
 """
 
 from __future__ import annotations
@@ -686,7 +686,7 @@ def verify_answer(
             texts.setdefault(_SPACES.sub(" ", info.source.text[i:j]).strip(), len(texts))
     matrix = np.zeros((0, 0), dtype=np.float32)
     if texts and infos:
-        matrix = np.asarray(embedder.embed_documents(list(texts)), dtype=np.float32)
+        matrix = np.asarray(embedder.embed_sentences(list(texts)), dtype=np.float32)
     passage_rows: dict[int, np.ndarray] = {
         n: np.asarray(
             [texts[_SPACES.sub(" ", info.source.text[i:j]).strip()] for i, j in info.passages], dtype=np.int64

@@ -161,7 +161,7 @@ class ExtractiveGenerator:
         candidates = self._candidates(prompt)
         if not candidates:
             return [NOT_COVERED]
-        vectors = self.embedder.embed_documents([c.text for c in candidates])
+        vectors = self.embedder.embed_sentences([c.text for c in candidates])
         query = self.embedder.embed_query(prompt.question)
         question_words = content_words(prompt.question)
         for candidate, vector in zip(candidates, vectors, strict=True):
