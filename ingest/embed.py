@@ -69,8 +69,8 @@ class Embedder:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()
-            return SentenceTransformer(self.path, device=self.device)
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            return SentenceTransformer(self.path, device=self.device)  # type: ignore[no-any-return]
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -80,8 +80,8 @@ class Embedder:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        return AutoTokenizer.from_pretrained(self.path)  # type: ignore[no-any-return]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+        return AutoTokenizer.from_pretrained(self.path)  # type: ignore[no-any-return,no-untyped-call]
 
     @cached_property
     def max_tokens(self) -> int:
@@ -158,9 +158,9 @@ class Embedder:
                 while len(self._sentence_cache) > SENTENCE_CACHE_SIZE:
                     self._sentence_cache.popitem(last=False)
         with self._cache_lock:
-            found = {t: self._sentence_cache.get(t) for t in texts}
-            for text, vector in found.items():
-                if vector is not None:
+            found: dict[str, list[float] | None] = {t: self._sentence_cache.get(t) for t in texts}
+            for text, hit in found.items():
+                if hit is not None:
                     self._sentence_cache.move_to_end(text)
         # Another thread's burst may have evicted some between the two locked steps.
         lost = [t for t, v in found.items() if v is None]

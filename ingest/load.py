@@ -138,7 +138,10 @@ def load_markdown(data: bytes, filename: str) -> LoadedDocument:
     h1 = next((h.text for h in headings if h.level == 1 and h.text), None)
     title = str(meta.get("title") or h1 or _title_from_name(filename))
     raw_tags = meta.get("tags") or ()
-    tags = tuple(str(t).strip() for t in ([raw_tags] if isinstance(raw_tags, str) else raw_tags))
+    listed = (
+        [raw_tags] if isinstance(raw_tags, str) else raw_tags if isinstance(raw_tags, list | tuple) else []
+    )
+    tags = tuple(str(t).strip() for t in listed)
     return LoadedDocument(text=text, title=title, filetype="markdown", headings=headings, tags=tags)
 
 
@@ -191,7 +194,8 @@ def load_html(data: bytes, filename: str) -> LoadedDocument:
     """HTML: the page's content only; navigation, banners, footers, scripts and styles are dropped."""
     import warnings
 
-    from bs4 import BeautifulSoup, Comment, NavigableString, Tag, XMLParsedAsHTMLWarning
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+    from bs4.element import Comment, NavigableString, Tag
 
     # Generated manuals are often XHTML; the lenient HTML parser reads them well.
     warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning)
@@ -208,7 +212,7 @@ def load_html(data: bytes, filename: str) -> LoadedDocument:
         if tag.decomposed or not isinstance(tag, Tag) or tag.attrs is None:
             continue
         role = str(tag.get("role") or "").lower()
-        classes = tag.get("class") or []
+        classes: list[str] = list(tag.get("class") or [])
         if role in _DROP_ROLES or any(_NAV_CLASS.match(c) for c in classes):
             tag.decompose()
     # A page-level <header>/<footer> is the site's banner; inside <article>/<main> it is content.

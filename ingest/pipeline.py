@@ -117,8 +117,8 @@ def _classify(
     if not stat.S_ISREG(mode):
         skipped.append(FileOutcome(source, "skipped", "not a regular file"))
     elif not is_supported(path.name):
-        reason = str(UnsupportedFormat(f"unsupported file type {path.suffix or '(none)'}"))
-        skipped.append(FileOutcome(source, "skipped", reason))
+        unsupported = UnsupportedFormat(f"unsupported file type {path.suffix or '(none)'}")
+        skipped.append(FileOutcome(source, "skipped", str(unsupported)))
     else:
         files.append(SourceFile(path, source, root))
 

@@ -22,8 +22,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
+
+import numpy as np
 
 from ingest.errors import (
     EmbedderMismatch,
@@ -262,15 +264,17 @@ class ChunkStore:
         ids = [chunk_id(doc_id, version, c.position) for c in chunks]
         metas = [_chunk_metadata(c, doc_id, source, title, filetype, version, extra) for c in chunks]
         texts = [c.text for c in chunks]
-        for part in _batches(ids, self.max_batch):
-            self._call(
-                lambda part=part: self.chunks.upsert(
-                    ids=ids[part],
-                    embeddings=[list(v) for v in vectors[part]],
-                    documents=texts[part],
-                    metadatas=metas[part],
-                )
+
+        def write(part: slice) -> None:
+            self.chunks.upsert(
+                ids=ids[part],
+                embeddings=_matrix(vectors[part]),
+                documents=texts[part],
+                metadatas=cast(Any, metas[part]),
             )
+
+        for part in _batches(ids, self.max_batch):
+            self._call(lambda part=part: write(part))
             failpoint("replace:wrote-batch")
         record: dict[str, Any] = {
             "source": source,
@@ -357,7 +361,7 @@ class ChunkStore:
         while True:
             result = self._call(
                 lambda fetch=fetch: self.chunks.query(
-                    query_embeddings=[list(vector)],
+                    query_embeddings=_matrix([vector]),
                     n_results=fetch,
                     where=where,
                     include=["documents", "metadatas", "distances"],
@@ -392,13 +396,15 @@ class ChunkStore:
         if bump:
             ids.append(REVISION_ID)
             metas.append(_revision_meta())
-        vectors = [MANIFEST_VECTOR] * len(ids)
-        self._call(lambda: self.docs.upsert(ids=ids, embeddings=vectors, metadatas=metas))
+        vectors = _matrix([MANIFEST_VECTOR] * len(ids))
+        self._call(lambda: self.docs.upsert(ids=ids, embeddings=vectors, metadatas=cast(Any, metas)))
 
     def _bump_revision(self) -> None:
         meta = _revision_meta()
         self._call(
-            lambda: self.docs.upsert(ids=[REVISION_ID], embeddings=[MANIFEST_VECTOR], metadatas=[meta])
+            lambda: self.docs.upsert(
+                ids=[REVISION_ID], embeddings=_matrix([MANIFEST_VECTOR]), metadatas=[meta]
+            )
         )
 
     def _delete_other_versions(self, doc_id: str, keep: str) -> None:
@@ -414,6 +420,11 @@ class ChunkStore:
             raise
         except Exception as exc:  # network errors, Chroma's own, disk full: all a store failure
             raise StoreError(f"Chroma store error in collection {self.name!r}: {exc}") from exc
+
+
+def _matrix(vectors: Sequence[Sequence[float]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Vectors as the float32 matrix Chroma stores anyway."""
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def _revision_meta() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _attr(value: object) -> str:
     return fence(str(value)).replace('"', "'").replace("\n", " ")
 
 
-def format_sources(sources: list[Source] | list[dict[str, str]]) -> str:
+def format_sources(sources: Sequence[Source | dict[str, str]]) -> str:
     blocks = []
     for i, src in enumerate(sources, start=1):
         if isinstance(src, Source):
@@ -85,7 +86,7 @@ def format_sources(sources: list[Source] | list[dict[str, str]]) -> str:
     return "\n".join(blocks)
 
 
-def user_message(question: str, sources: list[Source] | list[dict[str, str]]) -> str:
+def user_message(question: str, sources: Sequence[Source | dict[str, str]]) -> str:
     return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question.strip()}"
 
 
