@@ -289,7 +289,15 @@ class ChunkStore:
         }
         self._put_record(doc_id, record)
         failpoint("replace:switched")
-        self._delete_other_versions(doc_id, version)
+        # Only the version this call replaced: a concurrent writer's newer chunks must survive, and an
+        # orphan left by such a race is invisible (its version is named by no record).
+        old_version = str(old_meta.get("version") or "")
+        if old_version and old_version != version:
+            self._call(
+                lambda: self.chunks.delete(
+                    where={"$and": [{"document_id": doc_id}, {"version": old_version}]}
+                )
+            )
         failpoint("replace:deleted-old")
         self._put_record(doc_id, {**record, "dirty": False}, bump=True)
         return _indexed(doc_id, record)
