@@ -30,7 +30,7 @@ from ingest.store import ChunkStore, open_store
 from ingest.types import Chunk, FileOutcome, IndexedDocument, IngestReport, LoadedDocument, document_id
 
 # Bump when loading or splitting changes what a file becomes, so every file is indexed again.
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 
 ProgressCallback = Callable[[int, int, str], None]
 # Chunks gathered across files before one embedding call: full batches keep the model busy.

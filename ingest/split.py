@@ -65,9 +65,14 @@ def sections_of(doc: LoadedDocument) -> list[Section]:
 
 def section_path(title: str, trail: tuple[str, ...]) -> tuple[str, ...]:
     """The heading trail without a first heading that only repeats the document title."""
-    if trail and trail[0].strip().lower() == title.strip().lower():
+    if trail and _normal(trail[0]) == _normal(title):
         return trail[1:]
     return trail
+
+
+def _normal(text: str) -> str:
+    # str.split() also splits on the no-break spaces that generated HTML puts in numbered titles.
+    return " ".join(text.split()).lower()
 
 
 def embed_prefix(title: str, path: tuple[str, ...]) -> str:

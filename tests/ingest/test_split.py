@@ -438,3 +438,9 @@ def test_any_text_fits_and_is_covered(
         return
     doc = load_document(text.encode(), f"generated{suffix}")
     check_chunks(doc, split_document(doc, budget), embedder, budget)
+
+
+def test_section_path_drops_a_first_heading_that_repeats_the_title() -> None:
+    # Generated manuals put a no-break space in numbered titles; <title> has a plain one.
+    assert section_path("21.9. Peer Authentication", ("21.9.\xa0Peer  Authentication", "Usage")) == ("Usage",)
+    assert section_path("Handbook", ("Leave", "Vacation")) == ("Leave", "Vacation")
