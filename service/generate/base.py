@@ -12,6 +12,19 @@ from service.types import Generation, Prompt
 STOP = ["<source", "</source>", "\nQuestion:", "\nSources:"]
 
 
+def accept_delta(parts: list[str], delta: str | None) -> str | None:
+    """Record a streamed text delta in ``parts`` and return it, or None when there is nothing to send.
+
+    Leading whitespace of the answer is dropped, as ``generate`` strips it.
+    """
+    if delta and not parts:
+        delta = delta.lstrip()
+    if not delta:
+        return None
+    parts.append(delta)
+    return delta
+
+
 class Generator(Protocol):
     """Writes an answer from a prompt. Implementations: local (llama.cpp), openai (HTTP), extractive.
 

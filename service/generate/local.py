@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ingest.settings import Settings
 from service.errors import GeneratorUnavailable
-from service.generate.base import STOP
+from service.generate.base import STOP, accept_delta
 from service.types import Generation, Prompt
 
 if TYPE_CHECKING:
@@ -137,16 +137,9 @@ class LocalGenerator:
                 )
                 for chunk in chunks:
                     choices = chunk.get("choices") or []
-                    delta = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if not delta:
-                        continue
-                    # Leading whitespace of the first delta is dropped, as generate() strips it.
-                    if not parts:
-                        delta = delta.lstrip()
-                        if not delta:
-                            continue
-                    parts.append(delta)
-                    yield delta
+                    content = (choices[0].get("delta") or {}).get("content") if choices else None
+                    if (delta := accept_delta(parts, content)) is not None:
+                        yield delta
             except (ValueError, RuntimeError) as exc:
                 raise GeneratorUnavailable(f"local generator ({self.model}): {exc}") from exc
             text = "".join(parts)

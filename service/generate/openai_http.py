@@ -12,7 +12,7 @@ import openai
 
 from ingest.settings import Settings
 from service.errors import GeneratorTimeout, GeneratorUnavailable
-from service.generate.base import STOP
+from service.generate.base import STOP, accept_delta
 from service.types import Generation, Prompt
 
 # Tokens of chat framing (role markers, separators) per message; only used when estimating.
@@ -112,16 +112,8 @@ class OpenAIGenerator:
                         usage = chunk.usage
                     if not chunk.choices:
                         continue
-                    delta = chunk.choices[0].delta.content
-                    if not delta:
-                        continue
-                    # Leading whitespace is dropped, as generate() strips it.
-                    if not parts:
-                        delta = delta.lstrip()
-                        if not delta:
-                            continue
-                    parts.append(delta)
-                    yield delta
+                    if (delta := accept_delta(parts, chunk.choices[0].delta.content)) is not None:
+                        yield delta
             finally:
                 # Give the connection back even when the caller stops reading early.
                 chunks.close()
