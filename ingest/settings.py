@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGED_EMBED_MODEL = "all-MiniLM-L6-v2"
+ROLES = ("read", "admin")
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -27,7 +28,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RAG_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A bad RAG_API_KEYS or RAG_LLM_API_KEY must not be echoed into the boot log.
+        hide_input_in_errors=True,
     )
 
     # Store
@@ -116,10 +122,42 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(default=4000, ge=10)
 
+    # HTTP API (service)
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="KEY:ROLE pairs separated by commas (roles: read, admin), sent as "
+        "'Authorization: Bearer KEY'. Unset: the API is open to anyone who can reach it.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API, comma-separated ('*' for any); unset: none.",
+    )
+    max_request_mb: float = Field(
+        default=100.0, gt=0, description="Largest request body, uploads included; larger gets 413."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line, with the request id; text: for people."
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
         return validate_collection_name(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -132,12 +170,43 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def key_roles(self) -> dict[str, str]:
+        """Each configured API key with its role; empty when the API is open."""
+        return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
+
+    @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
 
     @property
     def store_kind(self) -> Literal["server", "embedded"]:
         return "server" if self.chroma_url else "embedded"
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """``"k1:admin,k2:read"`` as ``{"k1": "admin", "k2": "read"}``.
+
+    :raises ValueError: a pair without a role, an unknown role, or a key given twice. The message
+        names the pair by position, never the key itself, since errors end up in logs.
+    """
+    keys: dict[str, str] = {}
+    for i, pair in enumerate((p.strip() for p in raw.split(",")), start=1):
+        if not pair:
+            continue
+        key, sep, role = pair.rpartition(":")
+        key, role = key.strip(), role.strip()
+        if not sep or not key:
+            raise ValueError(f"RAG_API_KEYS entry {i} is not KEY:ROLE")
+        if role not in ROLES:
+            raise ValueError(f"RAG_API_KEYS entry {i} has role {role!r}; use one of {', '.join(ROLES)}")
+        if key in keys:
+            raise ValueError(f"RAG_API_KEYS entry {i} repeats a key given before")
+        keys[key] = role
+    return keys
 
 
 def validate_collection_name(name: str) -> str:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description="ragfirst HTTP API")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--workers", type=int, default=1, help="processes; they share nothing but the store")
+    parser.add_argument("--log-level", default=None, help="overrides RAG_LOG_LEVEL (default info)")
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.log_level:
+        # Through the environment, so that every worker process's create_app() sees it too.
+        os.environ["RAG_LOG_LEVEL"] = args.log_level
     import uvicorn
 
     uvicorn.run(
@@ -22,7 +24,10 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=args.log_level,
+        # create_app() configures logging (JSON with request ids) and writes its own access lines.
+        log_config=None,
+        access_log=False,
+        log_level=(args.log_level or os.environ.get("RAG_LOG_LEVEL") or "info").lower(),
     )
 
 

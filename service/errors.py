@@ -4,6 +4,8 @@
 
     RagError                     base; the message is shown to the client
     ├── BadRequest               a request the service cannot act on (bad filter, bad sizes)
+    ├── Unauthorized             no API key, or one the service does not know
+    ├── Forbidden                a key whose role does not reach this route
     ├── IndexNotReady            the store or a model cannot be reached right now
     └── GeneratorError           the language model failed; the sources are still worth returning
         ├── GeneratorTimeout     it did not answer in time
@@ -22,6 +24,14 @@ class RagError(Exception):
 
 class BadRequest(RagError):
     """The request is well-formed JSON but asks for something the service cannot do."""
+
+
+class Unauthorized(RagError):
+    """The request carries no API key, or an unknown one."""
+
+
+class Forbidden(RagError):
+    """The API key is valid but its role does not allow this route."""
 
 
 class IndexNotReady(RagError):

@@ -23,6 +23,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        self.keys = settings.key_roles
         self.embedder = embedder or Embedder(settings)
         self.prompts = PromptSet.load(settings.prompt_dir)
         self.context = AnswerContext(settings, self.embedder, self.prompts)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from ingest.embed import Embedder
 from ingest.settings import Settings, get_settings
+from service.api.deps import ADMIN, READ
 from service.api.errors import install_error_handlers
+from service.api.middleware import REQUEST_ID_HEADER, RequestMiddleware
 from service.api.routes import collections, documents, health, query, search
+from service.api.schemas import ErrorOut
+from service.logs import configure_logging
+from service.metrics import Metrics
 from service.runtime import Runtime
+
+log = logging.getLogger("ragfirst.app")
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
@@ -19,10 +29,17 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
 
     :param embedder: an already built embedder to share (a test session, a bench run).
     """
+    settings = settings or get_settings()
+    configure_logging(settings.log_format, settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = Runtime(settings or get_settings(), embedder=embedder)
+        app.state.runtime = Runtime(settings, embedder=embedder)
+        if not app.state.runtime.keys:
+            log.warning(
+                "RAG_API_KEYS is not set: the API is OPEN, and anyone who can reach it may read, upload "
+                "and delete documents. Set RAG_API_KEYS=KEY:admin,KEY2:read before exposing it."
+            )
         yield
 
     app = FastAPI(
@@ -31,7 +48,23 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         summary="Answers from your own documents, with citations checked against their sources.",
         lifespan=lifespan,
     )
+    app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (search, query, documents, collections, health):
-        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    # Added last, so it is the outermost layer: its request id and size limit cover CORS and errors too.
+    app.add_middleware(
+        RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_request_bytes
+    )
+    guarded: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 413)}
+    for module in (search, query, collections):
+        app.include_router(module.router, dependencies=[READ], responses=guarded)
+    app.include_router(documents.router, dependencies=[ADMIN], responses=guarded)
+    app.include_router(health.router)
     return app

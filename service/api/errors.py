@@ -16,16 +16,20 @@ from ingest.errors import (
 from service.answer import GeneratorFailed
 from service.errors import (
     BadRequest,
+    Forbidden,
     GeneratorError,
     GeneratorTimeout,
     GeneratorUnavailable,
     IndexNotReady,
     RagError,
+    Unauthorized,
 )
 
 # Looked up along the exception's MRO, so a subclass takes its nearest listed ancestor's status.
 STATUS: dict[type[Exception], int] = {
     BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
     InvalidCollectionName: 400,
     UnknownCollection: 404,
     UnknownDocument: 404,
@@ -55,7 +59,10 @@ async def rag_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
         body["error"] = type(exc.cause).__name__
         body["sources"] = [SourceOut.of(s).model_dump() for s in exc.sources]
-    return JSONResponse(body, status_code=status_for(exc))
+    status = status_for(exc)
+    # RFC 6750: a 401 names the scheme the client should use.
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ingest.store import list_collections
-from service.api.deps import RuntimeDep
+from service.api.deps import MetricsDep, RuntimeDep
 from service.api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -36,6 +36,13 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
     ok = all(v == "ok" for v in checks.values())
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests and latency by route, time per answering step, tokens, and how
+    citations and answers fared in verification."""
+    return Response(metrics.render(), media_type=metrics.content_type)
 
 
 def _generator_check(runtime: RuntimeDep) -> str:

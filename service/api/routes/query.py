@@ -11,10 +11,11 @@ from starlette.concurrency import iterate_in_threadpool
 from ingest.errors import IngestError
 from ingest.settings import validate_collection_name
 from service.answer import GeneratorFailed, answer_question, check_question, check_top_k, stream_answer
-from service.api.deps import RuntimeDep
+from service.api.deps import MetricsDep, RuntimeDep
 from service.api.errors import status_for
 from service.api.schemas import ErrorOut, QueryRequest, QueryResponse, SourceOut
 from service.errors import BadRequest, RagError
+from service.metrics import Metrics
 from service.retrieve import Filters
 from service.types import Answer, Source
 
@@ -30,7 +31,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
     },
 )
-def query(body: QueryRequest, runtime: RuntimeDep) -> Any:
+def query(body: QueryRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
     """Answer a question from a collection, citing and verifying every claim.
 
     With ``stream: true`` the response is Server-Sent Events: ``sources`` first, then ``delta``
@@ -51,13 +52,23 @@ def query(body: QueryRequest, runtime: RuntimeDep) -> Any:
         top_k=body.top_k, filters=filters, strict=body.strict, debug=body.debug,
     )  # fmt: skip
     if not body.stream:
-        return QueryResponse.of(answer_question(body.question, **args))
-    return EventSourceResponse(_events(stream_answer(body.question, **args)), ping=15)
+        try:
+            answer = answer_question(body.question, **args)
+        except GeneratorFailed as exc:
+            metrics.generator_errors.labels(type(exc.cause).__name__).inc()
+            raise
+        metrics.observe_answer(answer)
+        return QueryResponse.of(answer)
+    return EventSourceResponse(_events(stream_answer(body.question, **args), metrics), ping=15)
 
 
-async def _events(events: Any) -> AsyncIterator[dict[str, str]]:
+async def _events(events: Any, metrics: Metrics) -> AsyncIterator[dict[str, str]]:
     try:
         async for name, payload in iterate_in_threadpool(events):
+            if name == "answer":
+                metrics.observe_answer(payload)
+            elif name == "error" and isinstance(payload, GeneratorFailed):
+                metrics.generator_errors.labels(type(payload.cause).__name__).inc()
             yield {"event": name, "data": json.dumps(_encode(name, payload))}
     except (RagError, IngestError) as exc:
         yield {"event": "error", "data": json.dumps(_error(exc))}
