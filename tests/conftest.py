@@ -63,12 +63,17 @@ def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen[byt
 
 @contextmanager
 def server_process(
-    args: list[str], *, ready_url: str, log_path: Path, timeout: float = 60.0
+    args: list[str],
+    *,
+    ready_url: str,
+    log_path: Path,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Run a server on loopback until the block ends; its output goes to ``log_path``, whose tail
-    is shown if it never answers ``ready_url``."""
+    is shown if it never answers ``ready_url``. ``env`` replaces the inherited environment."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             try:
                 wait_for_http(ready_url, timeout=timeout, proc=proc)
