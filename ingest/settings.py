@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="Folder with system.md and examples.json; per-collection subfolders override.",
     )
     max_question_chars: int = Field(default=4000, ge=10)
+    eval_dir: Path = Field(
+        default=Path("data/eval"),
+        description="Where POST /v1/eval keeps each collection's latest report (md, json, ladder.png).",
+    )
+    max_eval_questions: int = Field(
+        default=500, ge=1, description="Most questions one POST /v1/eval may run."
+    )
 
     # HTTP API (service)
     api_keys: SecretStr | None = Field(

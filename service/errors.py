@@ -4,6 +4,7 @@
 
     RagError                     base; the message is shown to the client
     ├── BadRequest               a request the service cannot act on (bad filter, bad sizes)
+    ├── NotFound                 nothing of that name (an evaluation report not run yet)
     ├── Unauthorized             no API key, or one the service does not know
     ├── Forbidden                a key whose role does not reach this route
     ├── IndexNotReady            the store or a model cannot be reached right now
@@ -24,6 +25,10 @@ class RagError(Exception):
 
 class BadRequest(RagError):
     """The request is well-formed JSON but asks for something the service cannot do."""
+
+
+class NotFound(RagError):
+    """The thing asked for does not exist (collections and documents have their own errors)."""
 
 
 class Unauthorized(RagError):

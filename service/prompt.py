@@ -144,20 +144,13 @@ class PromptSet:
             head.append({"role": "system", "content": files.system})
         examples = list(files.examples) if with_examples else []
 
-        def shots(items: list[Example]) -> list[dict[str, str]]:
-            out = []
-            for ex in items:
-                out.append({"role": "user", "content": user_message(ex.question, ex.sources)})
-                out.append({"role": "assistant", "content": ex.answer})
-            return out
-
         def size(messages: list[dict[str, str]]) -> int:
             return sum(int(count_tokens(m["content"])) + 4 for m in messages)
 
         fixed = size(head) + int(count_tokens(question)) + 16
-        while examples and fixed + size(shots(examples)) > budget // 2:
+        while examples and fixed + size(few_shot_messages(examples)) > budget // 2:
             examples.pop()
-        room = budget - fixed - size(shots(examples))
+        room = budget - fixed - size(few_shot_messages(examples))
         kept: list[Source] = []
         for src in sources:
             cost = int(count_tokens(src.text)) + 24
@@ -170,8 +163,32 @@ class PromptSet:
                 room = 0
             else:
                 break
-        messages = [*head, *shots(examples), {"role": "user", "content": user_message(question, kept)}]
+        messages = [
+            *head,
+            *few_shot_messages(examples),
+            {"role": "user", "content": user_message(question, kept)},
+        ]
         return Prompt(question=question, messages=messages, sources=kept)
+
+    def closed_book(
+        self, question: str, *, collection: str, with_system: bool, with_examples: bool
+    ) -> Prompt:
+        """A prompt with no sources: the question alone, optionally after the system instructions
+        and the few-shot examples. The evaluation ladder's first rungs, which show what the model
+        does before retrieval."""
+        files = self.files_for(collection)
+        head = [{"role": "system", "content": files.system}] if with_system else []
+        shots = few_shot_messages(files.examples) if with_examples else []
+        return Prompt(question, [*head, *shots, {"role": "user", "content": question.strip()}], [])
+
+
+def few_shot_messages(examples: Sequence[Example]) -> list[dict[str, str]]:
+    """Each example as a user turn (its sources and question) and the assistant's answer."""
+    out = []
+    for ex in examples:
+        out.append({"role": "user", "content": user_message(ex.question, ex.sources)})
+        out.append({"role": "assistant", "content": ex.answer})
+    return out
 
 
 def _cut(src: Source, length: int) -> Source:

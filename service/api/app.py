@@ -15,7 +15,7 @@ from ingest.settings import Settings, get_settings
 from service.api.deps import ADMIN, READ
 from service.api.errors import install_error_handlers
 from service.api.middleware import REQUEST_ID_HEADER, RequestMiddleware
-from service.api.routes import collections, documents, health, query, search
+from service.api.routes import collections, documents, evaluation, health, query, search
 from service.api.schemas import ErrorOut
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     guarded: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 413)}
     for module in (search, query, collections):
         app.include_router(module.router, dependencies=[READ], responses=guarded)
-    app.include_router(documents.router, dependencies=[ADMIN], responses=guarded)
+    for module in (documents, evaluation):
+        app.include_router(module.router, dependencies=[ADMIN], responses=guarded)
     app.include_router(health.router)
     return app

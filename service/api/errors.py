@@ -21,6 +21,7 @@ from service.errors import (
     GeneratorTimeout,
     GeneratorUnavailable,
     IndexNotReady,
+    NotFound,
     RagError,
     Unauthorized,
 )
@@ -29,6 +30,7 @@ from service.errors import (
 STATUS: dict[type[Exception], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    NotFound: 404,
     Forbidden: 403,
     InvalidCollectionName: 400,
     UnknownCollection: 404,

@@ -169,3 +169,16 @@ class ErrorOut(BaseModel):
     detail: str
     error: str
     sources: list[SourceOut] | None = None
+
+
+class EvalRequest(Strict):
+    questions: list[dict[str, Any]] = Field(
+        description="Gold questions as in a gold set file: question, answerable, sources, facts, avoid."
+    )
+    collection: str = "default"
+    generators: list[str] | None = Field(
+        default=None, description="Ladders to run; RAG_GENERATOR when unset."
+    )
+    top_k: int | None = None
+    price_prompt_per_million: float = Field(default=0.0, ge=0)
+    price_completion_per_million: float = Field(default=0.0, ge=0)

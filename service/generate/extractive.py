@@ -149,6 +149,8 @@ class ExtractiveGenerator:
     name = "extractive"
     model = "extractive"
     context_tokens = CONTEXT_TOKENS
+    # It can only quote: with no sources it has nothing to say (the evaluation skips closed-book rungs).
+    needs_sources = True
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder

@@ -1,0 +1,1 @@
+"""Evaluation of the whole route on a gold set: metrics, the ladder, reports, export."""
