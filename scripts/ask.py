@@ -1,11 +1,13 @@
 """Ask a running ragfirst service a question and print the cited answer.
 
 python scripts/ask.py "How many office days per week?" [--url http://127.0.0.1:8000] [--generator local]
+                      [--key KEY]   (or RAGFIRST_KEY=KEY, when the service has RAG_API_KEYS)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import httpx
@@ -20,9 +22,11 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--collection", default="default")
     parser.add_argument("--generator", default=None)
+    parser.add_argument("--key", default=os.environ.get("RAGFIRST_KEY"), help="API key (read or admin)")
     args = parser.parse_args()
     payload = {"question": args.question, "collection": args.collection, "generator": args.generator}
-    response = httpx.post(f"{args.url}/v1/query", json=payload, timeout=120)
+    headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
+    response = httpx.post(f"{args.url}/v1/query", json=payload, headers=headers, timeout=120)
     body = response.json()
     if response.status_code != 200:
         console.print(f"[red]{response.status_code}[/red] {body.get('detail')}")

@@ -8,7 +8,8 @@ PORT=${RAG_DEMO_PORT:-8000}
 QUESTION=${1:-"How many weeks of fully paid parental leave do eligible parents get?"}
 
 .venv/bin/ingest corpus/ || echo "(some files were not indexed; the reasons are listed above)"
-.venv/bin/python -m service --port "$PORT" --log-level warning &
+# Plain-text logs for a person at a terminal; deployments keep the JSON default.
+RAG_LOG_FORMAT=${RAG_LOG_FORMAT:-text} .venv/bin/python -m service --port "$PORT" --log-level warning &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
