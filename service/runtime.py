@@ -13,6 +13,7 @@ from ingest.pipeline import Ingestor
 from ingest.settings import Settings
 from ingest.store import ChunkStore, open_store
 from service.answer import AnswerContext
+from service.errors import BadRequest
 from service.generate import Generator, make_generator
 from service.prompt import PromptSet
 from service.retrieve import HybridRetriever
@@ -56,12 +57,15 @@ class Runtime:
             return ingestor
 
     def generator(self, name: str | None = None) -> Generator:
-        """:raises ValueError: unknown generator name."""
+        """:raises BadRequest: unknown generator name."""
         name = name or self.settings.generator
         with self._lock:
             generator = self._generators.get(name)
             if generator is None:
-                generator = make_generator(name, self.settings, embedder=self.embedder)
+                try:
+                    generator = make_generator(name, self.settings, embedder=self.embedder)
+                except ValueError as exc:
+                    raise BadRequest(str(exc)) from exc
                 self._generators[name] = generator
             return generator
 

@@ -123,3 +123,28 @@ def corpus_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
     report = Ingestor(settings, embedder=embedder).ingest_paths([CORPUS])
     assert report.count("added") >= 40, report.of("failed")
     return settings
+
+
+@contextmanager
+def serve_app(app: object, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL.
+
+    For clients that need a real socket (the openai SDK, the MCP client, a browser); the lifespan
+    runs as in production."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/healthz", timeout=timeout)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

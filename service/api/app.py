@@ -14,8 +14,9 @@ from ingest.embed import Embedder
 from ingest.settings import Settings, get_settings
 from service.api.deps import ADMIN, READ
 from service.api.errors import install_error_handlers
+from service.api.mcp_server import mount_mcp
 from service.api.middleware import REQUEST_ID_HEADER, RequestMiddleware
-from service.api.routes import collections, documents, evaluation, health, query, search
+from service.api.routes import chat, collections, documents, evaluation, health, query, search, web, whoami
 from service.api.schemas import ErrorOut
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                 "RAG_API_KEYS is not set: the API is OPEN, and anyone who can reach it may read, upload "
                 "and delete documents. Set RAG_API_KEYS=KEY:admin,KEY2:read before exposing it."
             )
-        yield
+        async with mcp.run():  # the MCP session manager, inside the app's lifespan
+            yield
 
     app = FastAPI(
         title="ragfirst",
@@ -55,7 +57,14 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+            # The last two let a browser MCP client speak streamable HTTP to /mcp.
+            allow_headers=[
+                "authorization",
+                "content-type",
+                REQUEST_ID_HEADER,
+                "mcp-protocol-version",
+                "mcp-session-id",
+            ],
             expose_headers=[REQUEST_ID_HEADER],
         )
     # Added last, so it is the outermost layer: its request id and size limit cover CORS and errors too.
@@ -63,9 +72,12 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_request_bytes
     )
     guarded: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 413)}
-    for module in (search, query, collections):
+    for module in (search, query, collections, whoami, chat):
         app.include_router(module.router, dependencies=[READ], responses=guarded)
     for module in (documents, evaluation):
         app.include_router(module.router, dependencies=[ADMIN], responses=guarded)
     app.include_router(health.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
+    mcp = mount_mcp(app)  # /mcp: the MCP server over streamable HTTP, behind the same keys
     return app

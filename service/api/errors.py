@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -54,14 +56,27 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
-async def rag_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    body: dict[str, object] = {"detail": str(exc), "error": type(exc).__name__}
+def error_body(exc: Exception) -> dict[str, Any]:
+    """``{detail, error, status}``, and the sources when a generator failed after retrieval: the body
+    of an error response, of an SSE ``error`` event and of a chat stream's error."""
+    body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__, "status": status_for(exc)}
     if isinstance(exc, GeneratorFailed):
         from service.api.schemas import SourceOut
 
         body["error"] = type(exc.cause).__name__
         body["sources"] = [SourceOut.of(s).model_dump() for s in exc.sources]
-    status = status_for(exc)
+    return body
+
+
+# OpenAI clients read an error's message from {"error": {"message": ...}}: the chat routes answer so.
+OPENAI_PATHS = ("/v1/chat/", "/v1/models")
+
+
+async def rag_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    body = error_body(exc)
+    status = body.pop("status")
+    if request.url.path.startswith(OPENAI_PATHS):
+        body = {**body, "error": {"message": body["detail"], "type": body["error"], "code": status}}
     # RFC 6750: a 401 names the scheme the client should use.
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)

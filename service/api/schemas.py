@@ -182,3 +182,81 @@ class EvalRequest(Strict):
     top_k: int | None = None
     price_prompt_per_million: float = Field(default=0.0, ge=0)
     price_completion_per_million: float = Field(default=0.0, ge=0)
+
+
+class WhoAmI(BaseModel):
+    role: str = Field(description="read or admin")
+    keys_required: bool = Field(description="False when the API is open (no RAG_API_KEYS).")
+
+
+# -- OpenAI-compatible chat (``/v1/chat/completions``, ``/v1/models``) --------------------------------
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat request. Sampling fields clients send (temperature, top_p, ...) are accepted and
+    ignored; ``generator``, ``top_k`` and ``filters`` are ragfirst's own (``extra_body`` in the SDK)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(description="The collection to answer from (GET /v1/models lists them).")
+    messages: list[ChatMessageIn]
+    stream: bool = False
+    generator: str | None = None
+    top_k: int | None = None
+    filters: dict[str, Any] | None = None
+
+
+class ChatMessageOut(BaseModel):
+    role: str = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessageOut
+    finish_reason: str = "stop"
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RagfirstInfo(BaseModel):
+    """What the answer went through: the question retrieval saw, and how verification fared."""
+
+    question: str
+    covered: bool
+    generator: str
+    fallback: bool
+    removed: list[str]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: str = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    citations: list[CitationOut]
+    sources: list[SourceOut]
+    ragfirst: RagfirstInfo
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "ragfirst"
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelOut]

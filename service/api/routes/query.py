@@ -12,12 +12,12 @@ from ingest.errors import IngestError
 from ingest.settings import validate_collection_name
 from service.answer import GeneratorFailed, answer_question, check_question, check_top_k, stream_answer
 from service.api.deps import MetricsDep, RuntimeDep
-from service.api.errors import status_for
+from service.api.errors import error_body
 from service.api.schemas import ErrorOut, QueryRequest, QueryResponse, SourceOut
-from service.errors import BadRequest, RagError
+from service.errors import RagError
 from service.metrics import Metrics
 from service.retrieve import Filters
-from service.types import Answer, Source
+from service.types import Answer
 
 router = APIRouter(prefix="/v1", tags=["query"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 404, 503, 504)}
@@ -43,10 +43,7 @@ def query(body: QueryRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
     check_top_k(body.top_k, settings)
     filters = Filters.parse(body.filters)
     retriever = runtime.retriever(validate_collection_name(body.collection))
-    try:
-        generator = runtime.generator(body.generator)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
+    generator = runtime.generator(body.generator)
     args: dict[str, Any] = dict(
         ctx=runtime.context, retriever=retriever, generator=generator, collection=body.collection,
         top_k=body.top_k, filters=filters, strict=body.strict, debug=body.debug,
@@ -71,7 +68,7 @@ async def _events(events: Any, metrics: Metrics) -> AsyncIterator[dict[str, str]
                 metrics.generator_errors.labels(type(payload.cause).__name__).inc()
             yield {"event": name, "data": json.dumps(_encode(name, payload))}
     except (RagError, IngestError) as exc:
-        yield {"event": "error", "data": json.dumps(_error(exc))}
+        yield {"event": "error", "data": json.dumps(error_body(exc))}
 
 
 def _encode(name: str, payload: Any) -> Any:
@@ -82,15 +79,4 @@ def _encode(name: str, payload: Any) -> Any:
     if name == "answer":
         assert isinstance(payload, Answer)
         return QueryResponse.of(payload).model_dump()
-    return _error(payload)
-
-
-def _error(exc: Exception) -> dict[str, Any]:
-    sources: list[Source] = exc.sources if isinstance(exc, GeneratorFailed) else []
-    cause = exc.cause if isinstance(exc, GeneratorFailed) else exc
-    return {
-        "detail": str(exc),
-        "error": type(cause).__name__,
-        "status": status_for(exc),
-        "sources": [SourceOut.of(s).model_dump() for s in sources],
-    }
+    return error_body(payload)
