@@ -148,3 +148,23 @@ def serve_app(app: object, *, timeout: float = 30.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+LIVE_ADMIN_KEY = "live-admin-2f9a"
+LIVE_READ_KEY = "live-read-7c41"
+
+
+@pytest.fixture(scope="session")
+def live_url(corpus_settings: Settings, embedder: Embedder) -> Iterator[str]:
+    """The service over corpus/ on a real loopback socket, with an admin and a read key
+    (``LIVE_ADMIN_KEY``, ``LIVE_READ_KEY``). Shared by the chat, MCP and browser tests; tests that
+    write use a collection of their own."""
+    from pydantic import SecretStr
+
+    from service.api.app import create_app
+
+    settings = corpus_settings.model_copy(
+        update={"api_keys": SecretStr(f"{LIVE_ADMIN_KEY}:admin,{LIVE_READ_KEY}:read")}
+    )
+    with serve_app(create_app(settings, embedder=embedder)) as url:
+        yield url

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.embed import Embedder
 from ingest.settings import Settings
 from service.generate.local import LocalGenerator, packaged_model_path
-from tests.conftest import free_port, serve_app, server_process
+from tests.conftest import free_port, server_process
 
 
 @pytest.fixture(scope="session")
@@ -40,23 +39,3 @@ def local_generator() -> LocalGenerator:
     return LocalGenerator(
         Settings(_env_file=None, local_model_path=None, local_context_tokens=4096, local_threads=None)  # type: ignore[call-arg]
     )
-
-
-LIVE_ADMIN_KEY = "live-admin-2f9a"
-LIVE_READ_KEY = "live-read-7c41"
-
-
-@pytest.fixture(scope="session")
-def live_url(corpus_settings: Settings, embedder: Embedder) -> Iterator[str]:
-    """The service over corpus/ on a real loopback socket, with an admin and a read key
-    (``LIVE_ADMIN_KEY``, ``LIVE_READ_KEY``). Shared by the chat, MCP and browser tests; tests that
-    write use a collection of their own."""
-    from pydantic import SecretStr
-
-    from service.api.app import create_app
-
-    settings = corpus_settings.model_copy(
-        update={"api_keys": SecretStr(f"{LIVE_ADMIN_KEY}:admin,{LIVE_READ_KEY}:read")}
-    )
-    with serve_app(create_app(settings, embedder=embedder)) as url:
-        yield url

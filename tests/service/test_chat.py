@@ -10,7 +10,7 @@ import pytest
 
 from service.chat import Turn, chat_text, combined_question, conversation, text_of
 from service.types import Answer, Citation, Source
-from tests.service.conftest import LIVE_READ_KEY
+from tests.conftest import LIVE_READ_KEY
 
 pytestmark = pytest.mark.slow
 LEAVE = "How many weeks of fully paid parental leave do eligible parents get?"

@@ -1,6 +1,6 @@
 """The MCP server at /mcp, through the official ``mcp`` SDK client over streamable HTTP against the
 running service (a real socket): the tools and their schemas, search, ask, list_collections, tool
-errors, keys, and ``ask`` saying what POST /v1/query says."""
+errors, keys, and ``ask`` saying what POST /v1/query and the chat endpoint say."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import httpx2
+import openai
 import pytest
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -18,8 +19,7 @@ from mcp.types import CallToolResult, TextContent
 from ingest.embed import Embedder
 from ingest.settings import Settings
 from service.api.app import create_app
-from tests.conftest import free_port, serve_app
-from tests.service.conftest import LIVE_ADMIN_KEY, LIVE_READ_KEY
+from tests.conftest import LIVE_ADMIN_KEY, LIVE_READ_KEY, free_port, serve_app
 
 pytestmark = pytest.mark.slow
 OFFICE_DAYS = "How many days per week must employees be in the office?"
@@ -227,7 +227,8 @@ def test_a_foreign_browser_origin_is_refused(live_url: str) -> None:
     assert "RAG_CORS_ORIGINS" in response.json()["detail"]
 
 
-def test_ask_says_what_the_query_route_says(live_url: str) -> None:
+def test_rest_chat_and_mcp_give_the_same_answer(live_url: str) -> None:
+    """One path to an answer: POST /v1/query, the chat endpoint and MCP's ask say the same."""
     question = "How many weeks of fully paid parental leave do eligible parents get?"
     mcp = call(live_url, "ask", {"question": question, "generator": "extractive"})
     assert not mcp.is_error, mcp.content
@@ -247,6 +248,18 @@ def test_ask_says_what_the_query_route_says(live_url: str) -> None:
 
     assert cited(via_mcp) == cited(body)
     assert [s["source"] for s in via_mcp["sources"]] == [s["source"] for s in body["sources"]]
+
+    chat = openai.OpenAI(base_url=f"{live_url}/v1", api_key=LIVE_READ_KEY, max_retries=0, timeout=300)
+    completion = chat.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": question}],
+        extra_body={"generator": "extractive"},
+    )
+    via_chat = completion.model_extra or {}
+    text = completion.choices[0].message.content or ""
+    assert text.partition("\n\nSources:\n")[0] == body["answer"]
+    assert cited(via_chat) == cited(body)
+    assert [s["source"] for s in via_chat["sources"]] == [s["source"] for s in body["sources"]]
 
 
 def test_requests_are_counted_under_the_mcp_route(live_url: str) -> None:
