@@ -155,12 +155,18 @@ def collections() -> None:
         console.print(name)
 
 
+def run_with_default(cli: typer.Typer, default: str, subcommands: set[str]) -> None:
+    """Run ``cli``, treating a first argument that names no subcommand as ``default``'s argument
+    (``ingest docs/`` is ``ingest add docs/``)."""
+    args = sys.argv[1:]
+    if args and args[0] not in subcommands:
+        sys.argv.insert(1, default)
+    cli()
+
+
 def main() -> None:
     """Entry point: a first argument that names no subcommand means ``add``."""
-    args = sys.argv[1:]
-    if args and args[0] not in SUBCOMMANDS:
-        sys.argv.insert(1, "add")
-    app()
+    run_with_default(app, "add", SUBCOMMANDS)
 
 
 if __name__ == "__main__":

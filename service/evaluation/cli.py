@@ -10,7 +10,6 @@ Examples::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ingest.cli import run_with_default
 from ingest.errors import IngestError
 from ingest.settings import get_settings
 from service.errors import RagError
@@ -176,10 +176,7 @@ def _print_summary(report: dict[str, object]) -> None:
 
 def main() -> None:
     """Entry point: a first argument that names no subcommand means ``run``."""
-    args = sys.argv[1:]
-    if args and args[0] not in SUBCOMMANDS:
-        sys.argv.insert(1, "run")
-    app()
+    run_with_default(app, "run", SUBCOMMANDS)
 
 
 if __name__ == "__main__":

@@ -311,6 +311,7 @@ def _open_book(
     generation = generator.generate(prompt, max_tokens=ctx.settings.max_answer_tokens)
     generated_at = time.perf_counter()
     for rung in rungs:
+        text, citations, fallback, ms = generation.text, None, False, (generated_at - t0) * 1000
         if rung.verify:
             answer = finish(
                 prepared,
@@ -320,43 +321,17 @@ def _open_book(
                 debug=False,
                 generate_ms=(generated_at - t0) * 1000,
             )
+            text, citations, fallback = answer.answer, answer.citations, answer.fallback
             ms = (time.perf_counter() - t0) * 1000
-            row = _row(
-                q,
-                rung,
-                answer.answer,
-                generation=generation,
-                prompt=prompt,
-                generator=generator,
-                latency_ms=ms,
-            )
-            row.fallback = answer.fallback
-            checked = verify_answer(
-                answer.answer,
-                prompt.sources,
-                embedder=ctx.embedder,
-                similarity_floor=ctx.settings.verify_similarity,
-            )
-            out.append(_with_citations(row, q, answer.citations, prompt.sources, checked.verified_share))
-        else:
-            ms = (generated_at - t0) * 1000
-            row = _row(
-                q,
-                rung,
-                generation.text,
-                generation=generation,
-                prompt=prompt,
-                generator=generator,
-                latency_ms=ms,
-            )
-            # Measured, not applied: what the model's own markers are worth before verification.
-            checked = verify_answer(
-                generation.text,
-                prompt.sources,
-                embedder=ctx.embedder,
-                similarity_floor=ctx.settings.verify_similarity,
-            )
-            out.append(_with_citations(row, q, checked.citations, prompt.sources, checked.verified_share))
+        row = _row(q, rung, text, generation=generation, prompt=prompt, generator=generator, latency_ms=ms)
+        row.fallback = fallback
+        # Checked on the text each rung shows; before verification the model's own markers are
+        # measured, not applied.
+        checked = verify_answer(
+            text, prompt.sources, embedder=ctx.embedder, similarity_floor=ctx.settings.verify_similarity
+        )
+        cited = checked.citations if citations is None else citations
+        out.append(_with_citations(row, q, cited, prompt.sources, checked.verified_share))
     return out
 
 
