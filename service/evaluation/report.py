@@ -168,10 +168,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"(the right document never reached the prompt), {s['generation_errors']} generation errors "
             f"(it did, and the answer still missed a fact), {s['abstention_errors']} unanswerable "
             "questions answered anyway.",
-            f"- **Most a fine-tune could save:** {_num(s['overhead_tokens'])} of {_num(s['prompt_tokens'])} "
-            f"prompt tokens per question ({percent(s['overhead_share'])}) go to instructions and examples; "
-            f"at your price that is {_money(s['overhead_cost_per_million_questions'])} per million "
-            "questions. The sources stay.",
+            _saving(s)
+            if ladder.get("reads_prompt", True)
+            else f"- **Most a fine-tune could save:** nothing: `{name}` uses no model, so it reads no "
+            "instructions; its token figures are what a model would be sent.",
             f"- **Verdict:** {s['verdict']}",
             "",
         ]
@@ -208,6 +208,15 @@ LADDER_COLUMNS: list[tuple[str, tuple[str, Any]]] = [
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _saving(s: dict[str, Any]) -> str:
+    return (
+        f"- **Most a fine-tune could save:** {_num(s['overhead_tokens'])} of {_num(s['prompt_tokens'])} "
+        f"prompt tokens per question ({percent(s['overhead_share'])}) go to instructions and examples; "
+        f"at your price that is {_money(s['overhead_cost_per_million_questions'])} per million "
+        "questions. The sources stay."
+    )
 
 
 def _label(rung: str) -> str:

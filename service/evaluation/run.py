@@ -475,6 +475,9 @@ def evaluate(
         rungs = summarise_rungs(rows, prices)
         ladders[name] = {
             "model": generator.model,
+            # A generator without a model reads no instructions: its token figures are what a model
+            # would be sent, and there is nothing for a fine-tune to save.
+            "reads_prompt": answers_without_sources(generator),
             "rungs": to_json(rungs),
             "fine_tune": asdict(fine_tune_summary(name, rungs, prices=prices, gold_questions=len(questions))),
             "questions": to_json(rows),

@@ -202,6 +202,7 @@ def test_report_files_hold_the_run(report: dict[str, Any], tmp_path: Path) -> No
     assert f"| + citation verification | {top['accuracy'] * 100:.1f}% |" in md
     assert "## Should we fine-tune?" in md and "hundreds of good examples" in md
     assert report["ladders"]["local"]["fine_tune"]["verdict"] in md
+    assert "`extractive` uses no model" in md and "`local` uses no model" not in md
     png = paths[2].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
