@@ -136,26 +136,33 @@ def running_service(chroma_path: Path, generator: str, log: Path) -> Iterator[st
             wait_healthy(url, proc, log)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90.0) -> None:
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 90.0, path: str = "/healthz"
+) -> None:
+    """Until ``url + path`` answers 200; exits the benchmark, with the log's tail, if it never does."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            sys.exit(f"the service exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            sys.exit(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    sys.exit(f"the service did not answer /healthz within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+    sys.exit(f"nothing answered {url}{path} within {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 def http_calls(url: str, route: str, generator: str) -> CallFactory:

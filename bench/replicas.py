@@ -60,6 +60,7 @@ from bench.query import (  # noqa: E402
     http_calls,
     load_questions,
     run_cell,
+    stop,
     wait_healthy,
 )
 from ingest.types import document_id  # noqa: E402
@@ -158,15 +159,6 @@ class Replica:
         }  # fmt: skip
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @contextmanager
 def chroma_server(path: Path, log: Path) -> Iterator[Replica]:
     """``chroma run --path PATH`` on a free loopback port until the block ends."""
@@ -177,16 +169,7 @@ def chroma_server(path: Path, log: Path) -> Iterator[Replica]:
     with log.open("wb") as sink:
         proc = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"chroma run did not come up:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/api/v2/heartbeat", timeout=2.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+            wait_healthy(url, proc, log, timeout_s=60.0, path="/api/v2/heartbeat")
             server = Replica("chroma server", proc, url, log, ready_s=time.perf_counter() - started)
             print(f"chroma server {url} up in {server.ready_s:.1f} s")
             yield server
