@@ -9,6 +9,8 @@ reports only itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service.answer import GeneratorFailed
 from service.types import Answer
 
 # Seconds; from a cached search (a few ms) to a slow CPU generation (tens of seconds).
@@ -82,6 +85,18 @@ class Metrics:
         self.generator_errors = Counter(
             "ragfirst_generator_errors", "Generator timeouts and failures", ["error"], registry=r
         )
+
+    def observe_failure(self, exc: GeneratorFailed) -> None:
+        self.generator_errors.labels(type(exc.cause).__name__).inc()
+
+    @contextmanager
+    def counting_failures(self) -> Iterator[None]:
+        """Count a generator failure raised inside the block, and let it go on."""
+        try:
+            yield
+        except GeneratorFailed as exc:
+            self.observe_failure(exc)
+            raise
 
     def observe_stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():

@@ -145,7 +145,7 @@ class PromptSet:
         examples = list(files.examples) if with_examples else []
 
         def size(messages: list[dict[str, str]]) -> int:
-            return sum(int(count_tokens(m["content"])) + 4 for m in messages)
+            return messages_tokens(messages, count_tokens)
 
         fixed = size(head) + int(count_tokens(question)) + 16
         while examples and fixed + size(few_shot_messages(examples)) > budget // 2:
@@ -180,6 +180,11 @@ class PromptSet:
         head = [{"role": "system", "content": files.system}] if with_system else []
         shots = few_shot_messages(files.examples) if with_examples else []
         return Prompt(question, [*head, *shots, {"role": "user", "content": question.strip()}], [])
+
+
+def messages_tokens(messages: Sequence[dict[str, str]], count_tokens: Any) -> int:
+    """Tokens of chat messages: their text, and about four a message for the role and separators."""
+    return sum(int(count_tokens(m["content"])) + 4 for m in messages)
 
 
 def few_shot_messages(examples: Sequence[Example]) -> list[dict[str, str]]:

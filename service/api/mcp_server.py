@@ -42,7 +42,7 @@ from service.api.schemas import (
     SearchResponse,
     SourceOut,
 )
-from service.errors import BadRequest, Forbidden, RagError, Unauthorized
+from service.errors import Forbidden, RagError, Unauthorized
 from service.metrics import Metrics
 from service.retrieve import NO_FILTERS
 from service.runtime import Runtime
@@ -106,17 +106,11 @@ def build_server(runtime: Callable[[], Runtime], metrics: Callable[[], Metrics])
             settings = rt.settings
             check_question(question, settings)
             retriever = rt.retriever(validate_collection_name(collection))
-            try:
-                chosen = rt.generator(generator)
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from exc
-            try:
+            chosen = rt.generator(generator)
+            with m.counting_failures():
                 answer = answer_question(
                     question, ctx=rt.context, retriever=retriever, generator=chosen, collection=collection
                 )
-            except GeneratorFailed as exc:
-                m.generator_errors.labels(type(exc.cause).__name__).inc()
-                raise
             m.observe_answer(answer)
             return QueryResponse.of(answer)
 

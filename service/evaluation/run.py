@@ -25,6 +25,7 @@ from service.cite import verify_answer
 from service.evaluation import metrics as m
 from service.evaluation.gold import GoldQuestion
 from service.generate.base import Generator
+from service.prompt import messages_tokens
 from service.retrieve import HybridRetriever
 from service.runtime import Runtime
 from service.types import Citation, Generation, Prompt, Source
@@ -178,7 +179,7 @@ def supported(citation: Citation, q: GoldQuestion, sources: Sequence[Source]) ->
 
 def _overhead(prompt: Prompt, generator: Generator) -> int:
     """Tokens spent on instructions and examples: what a fine-tune could at most bake into weights."""
-    return sum(generator.count_tokens(msg["content"]) + 4 for msg in prompt.messages[:-1])
+    return messages_tokens(prompt.messages[:-1], generator.count_tokens)
 
 
 def _row(
@@ -195,7 +196,7 @@ def _row(
     prompt_tokens = generation.prompt_tokens if generation else 0
     if generation and not prompt_tokens and prompt:
         # A generator without a model (extractive) reports none: count what a model would be sent.
-        prompt_tokens = sum(generator.count_tokens(msg["content"]) + 4 for msg in prompt.messages)
+        prompt_tokens = messages_tokens(prompt.messages, generator.count_tokens)
     return RungRow(
         q.id,
         q.kind,

@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ingest.settings import validate_collection_name
 from ingest.store import list_collections
-from service.answer import GeneratorFailed, answer_question
+from service.answer import answer_question
 from service.api.deps import MetricsDep, RuntimeDep
 from service.api.errors import error_body
 from service.api.schemas import (
@@ -94,11 +94,8 @@ async def chat_completions(body: ChatRequest, runtime: RuntimeDep, metrics: Metr
 
 
 def _observed(answer: Callable[[], tuple[str, Answer]], metrics: Metrics) -> tuple[str, Answer]:
-    try:
+    with metrics.counting_failures():
         standalone, result = answer()
-    except GeneratorFailed as exc:
-        metrics.generator_errors.labels(type(exc.cause).__name__).inc()
-        raise
     metrics.observe_answer(result)
     return standalone, result
 

@@ -49,11 +49,8 @@ def query(body: QueryRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
         top_k=body.top_k, filters=filters, strict=body.strict, debug=body.debug,
     )  # fmt: skip
     if not body.stream:
-        try:
+        with metrics.counting_failures():
             answer = answer_question(body.question, **args)
-        except GeneratorFailed as exc:
-            metrics.generator_errors.labels(type(exc.cause).__name__).inc()
-            raise
         metrics.observe_answer(answer)
         return QueryResponse.of(answer)
     return EventSourceResponse(_events(stream_answer(body.question, **args), metrics), ping=15)
@@ -65,7 +62,7 @@ async def _events(events: Any, metrics: Metrics) -> AsyncIterator[dict[str, str]
             if name == "answer":
                 metrics.observe_answer(payload)
             elif name == "error" and isinstance(payload, GeneratorFailed):
-                metrics.generator_errors.labels(type(payload.cause).__name__).inc()
+                metrics.observe_failure(payload)
             yield {"event": name, "data": json.dumps(_encode(name, payload))}
     except (RagError, IngestError) as exc:
         yield {"event": "error", "data": json.dumps(error_body(exc))}
