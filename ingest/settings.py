@@ -7,6 +7,7 @@ reverse. Build it through :func:`get_settings` in programs; tests build ``Settin
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -42,9 +43,20 @@ class Settings(BaseSettings):
         default=None,
         description="URL of a Chroma server (http://host:8000); when set, chroma_path is unused.",
     )
+    chroma_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for the Chroma server on each call before the request fails (503).",
+    )
     collection: str = Field(default="default", description="Collection used when none is named.")
     store_batch_size: int = Field(
         default=1000, ge=1, description="Chunks per write to Chroma (capped by Chroma's own limit)."
+    )
+    store_min_free_mb: float = Field(
+        default=100.0,
+        ge=0,
+        description="Free disk space the embedded store keeps: a write that finds less fails with a "
+        "clear error (Chroma hangs on a full disk). 0 turns the check off.",
     )
 
     # Embedding
@@ -52,8 +64,18 @@ class Settings(BaseSettings):
         default=PACKAGED_EMBED_MODEL,
         description="Sentence-transformers model: the packaged all-MiniLM-L6-v2, or a local folder.",
     )
+    embed_backend: Literal["onnx-int8", "torch"] = Field(
+        default="onnx-int8",
+        description="onnx-int8: ONNX Runtime with dynamic int8 weights for this CPU, about twice as "
+        "fast, exported from embed_model once and cached in model_cache_dir; torch: the fp32 model.",
+    )
     embed_device: str | None = Field(
         default=None, description="Torch device for the embedder (cpu, cuda); unset picks one."
+    )
+    model_cache_dir: Path | None = Field(
+        default=None,
+        description="Where models derived from embed_model (the ONNX int8 export) are kept; "
+        "unset: $XDG_CACHE_HOME/ragfirst/models, else ~/.cache/ragfirst/models.",
     )
     embed_batch_size: int = Field(default=32, ge=1, le=4096)
     embed_query_prefix: str = Field(
@@ -133,7 +155,14 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None,
         description="KEY:ROLE pairs separated by commas (roles: read, admin), sent as "
-        "'Authorization: Bearer KEY'. Unset: the API is open to anyone who can reach it.",
+        "'Authorization: Bearer KEY'; KEY:ROLE:coll1|coll2 limits a key to those collections. "
+        "Unset: the API is open to anyone who can reach it.",
+    )
+    rate_limit_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests each API key (or, with the API open, each client address) may make per "
+        "minute, in bursts of up to as many; more get 429 with Retry-After. Unset: no limit.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -141,6 +170,15 @@ class Settings(BaseSettings):
     )
     max_request_mb: float = Field(
         default=100.0, gt=0, description="Largest request body, uploads included; larger gets 413."
+    )
+    request_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may take beyond what RAG_REQUEST_MIN_BYTES_PER_S allows; "
+        "a client slower than that, or silent that long, gets 408 and the connection is closed.",
+    )
+    request_min_bytes_per_s: float = Field(
+        default=1024.0, ge=0, description="Slowest average rate at which a request body may arrive."
     )
     log_format: Literal["json", "text"] = Field(
         default="json", description="json: one object per line, with the request id; text: for people."
@@ -177,8 +215,8 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def key_roles(self) -> dict[str, str]:
-        """Each configured API key with its role; empty when the API is open."""
+    def key_specs(self) -> dict[str, ApiKey]:
+        """Each configured API key with its role and collections; empty when the API is open."""
         return parse_api_keys(self.api_keys.get_secret_value()) if self.api_keys else {}
 
     @property
@@ -194,25 +232,63 @@ class Settings(BaseSettings):
         return "server" if self.chroma_url else "embedded"
 
 
-def parse_api_keys(raw: str) -> dict[str, str]:
-    """``"k1:admin,k2:read"`` as ``{"k1": "admin", "k2": "read"}``.
+@dataclass(frozen=True)
+class ApiKey:
+    """What one API key may do: its role, and the collections it may see (``None``: every one).
 
-    :raises ValueError: a pair without a role, an unknown role, or a key given twice. The message
-        names the pair by position, never the key itself, since errors end up in logs.
+    ``entry`` is the key's position in ``RAG_API_KEYS``, a name for it that is safe to log.
     """
-    keys: dict[str, str] = {}
-    for i, pair in enumerate((p.strip() for p in raw.split(",")), start=1):
-        if not pair:
+
+    role: str
+    collections: frozenset[str] | None = None
+    entry: int = field(default=0, compare=False)
+
+
+def parse_api_keys(raw: str) -> dict[str, ApiKey]:
+    """``"k1:admin,k2:read:hr|legal"`` as ``{"k1": ApiKey("admin"), "k2": ApiKey("read", {hr, legal})}``.
+
+    An entry is ``KEY:ROLE`` or ``KEY:ROLE:COLLECTIONS`` (names joined by ``|``). A key may itself
+    hold colons: the role is the last part, or the one before the collections.
+
+    :raises ValueError: an entry without a role, an unknown role, a bad collection name, an entry
+        that reads both ways, or a key given twice. The message names the entry by position, never
+        the key itself, since errors end up in logs.
+    """
+    from ingest.errors import InvalidCollectionName
+
+    keys: dict[str, ApiKey] = {}
+    for i, entry in enumerate((p.strip() for p in raw.split(",")), start=1):
+        if not entry:
             continue
-        key, sep, role = pair.rpartition(":")
-        key, role = key.strip(), role.strip()
-        if not sep or not key:
+        parts = [p.strip() for p in entry.split(":")]
+        limited = len(parts) >= 3 and parts[-2] in ROLES
+        if limited and parts[-1] in ROLES:
+            # "k:read:admin": key "k" limited to a collection named admin, or key "k:read" with role
+            # admin? Guessing wrong would hand out admin rights, so neither is guessed.
+            raise ValueError(
+                f"RAG_API_KEYS entry {i} reads both as KEY:ROLE and as KEY:ROLE:COLLECTIONS; "
+                "rename the key or the collection"
+            )
+        if limited:
+            key, role = ":".join(parts[:-2]), parts[-2]
+            names = [n.strip() for n in parts[-1].split("|")]
+            if not any(names):
+                raise ValueError(f"RAG_API_KEYS entry {i} names no collections after its role")
+            try:
+                collections: frozenset[str] | None = frozenset(
+                    validate_collection_name(n) for n in names if n
+                )
+            except InvalidCollectionName as exc:
+                raise ValueError(f"RAG_API_KEYS entry {i}: {exc}") from None
+        else:
+            key, role, collections = ":".join(parts[:-1]), parts[-1], None
+        if len(parts) < 2 or not key:
             raise ValueError(f"RAG_API_KEYS entry {i} is not KEY:ROLE")
         if role not in ROLES:
             raise ValueError(f"RAG_API_KEYS entry {i} has role {role!r}; use one of {', '.join(ROLES)}")
         if key in keys:
             raise ValueError(f"RAG_API_KEYS entry {i} repeats a key given before")
-        keys[key] = role
+        keys[key] = ApiKey(role, collections, entry=i)
     return keys
 
 
