@@ -60,15 +60,20 @@ COPY --from=builder /opt/venv /opt/venv
 
 # The models are on disk; a library reaching for the Hugging Face hub would only hang offline.
 # RAG_CHROMA_PATH matters only without RAG_CHROMA_URL: the embedded store then lives in /data.
+# RAG_MODEL_CACHE_DIR holds the int8 ONNX export of the embedder, made below at build time.
 ENV PATH=/opt/venv/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     RAG_CHROMA_PATH=/data/chroma \
+    RAG_MODEL_CACHE_DIR=/opt/ragfirst/models \
     PYTHONUNBUFFERED=1
 
 WORKDIR /app
 
 # Fail the build, not the first request: the packaged embedder loads offline, the prompt files and
-# the GGUF file are there, and llama.cpp finds its shared libraries in this stage.
+# the GGUF file are there, and llama.cpp finds its shared libraries in this stage. Loading the
+# embedder with the default onnx-int8 backend also exports it into RAG_MODEL_CACHE_DIR, so that
+# containers start without the export. A container on a CPU of another kind (AVX2 rather than
+# AVX-512 VNNI, say) exports its own on first start: the folder belongs to the ragfirst user.
 RUN python -c "\
 from ingest.embed import Embedder; \
 from ingest.settings import Settings; \
@@ -77,7 +82,8 @@ from service.prompt import PromptSet; \
 import llama_cpp; \
 assert len(Embedder(Settings()).embed_query('ok')) > 0; \
 PromptSet.load(None); \
-assert packaged_model_path() is not None, 'packaged GGUF missing'"
+assert packaged_model_path() is not None, 'packaged GGUF missing'" \
+    && chown -R ragfirst:ragfirst /opt/ragfirst
 
 USER ragfirst
 

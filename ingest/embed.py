@@ -2,6 +2,10 @@
 
 Queries and documents go through separate methods because some models want different prefixes
 (e5's ``query:`` / ``passage:``); both take the prefixes from settings.
+
+Two backends (``embed_backend``): ``onnx-int8``, the default, runs an int8 ONNX export of the model
+made once and cached (:mod:`ingest.onnx_export`); ``torch`` runs the fp32 weights on ``embed_device``.
+Both are sentence-transformers models, so everything below is the same for either.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ class Embedder:
     def __init__(self, settings: Settings) -> None:
         self.name = settings.embed_model
         self.path = resolve_model_path(settings.embed_model)
+        self.backend = settings.embed_backend
         self.device = settings.embed_device
+        self.cache_dir = settings.model_cache_dir
         self.batch_size = settings.embed_batch_size
         self.query_prefix = settings.embed_query_prefix
         self.document_prefix = settings.embed_document_prefix
@@ -70,6 +76,10 @@ class Embedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            if self.backend == "onnx-int8":
+                from ingest.onnx_export import default_cache_dir, load_int8_model
+
+                return load_int8_model(self.path, self.cache_dir or default_cache_dir(), label=self.name)
             return SentenceTransformer(self.path, device=self.device)  # type: ignore[no-any-return]
 
     @cached_property
@@ -124,7 +134,10 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        dim = self.model.get_sentence_embedding_dimension()
+        model = self.model
+        # sentence-transformers 5.7 renamed the method and warns on the old name.
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = get()
         assert dim is not None
         return int(dim)
 

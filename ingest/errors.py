@@ -11,6 +11,7 @@
     ├── UnreadableDocument       we tried and could not read it: corrupt, encrypted, binary, not UTF-8
     ├── StoreError               the Chroma store refused or could not be reached
     │   └── EmbedderMismatch     the collection was built with another embedding model
+    ├── EmbedBackendError        the embedding backend could not be set up (the ONNX int8 export)
     ├── UnknownCollection        no collection of that name
     ├── InvalidCollectionName    a name Chroma cannot hold (also a ValueError)
     └── UnknownDocument          no document with that source or id in the collection
@@ -53,6 +54,10 @@ class StoreError(IngestError):
 
 class EmbedderMismatch(StoreError):
     """The collection's vectors come from another embedding model than the configured one."""
+
+
+class EmbedBackendError(IngestError):
+    """The configured embedding backend could not be prepared; the message says how to fall back."""
 
 
 class UnknownDocument(IngestError):

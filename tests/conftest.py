@@ -69,9 +69,10 @@ def server_process(
     log_path: Path,
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server on loopback until the block ends; its output goes to ``log_path``, whose tail
-    is shown if it never answers ``ready_url``. ``env`` replaces the inherited environment."""
+    is shown if it never answers ``ready_url``. ``env`` replaces the inherited environment. Yields
+    the process, for tests that kill it."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
@@ -81,7 +82,7 @@ def server_process(
                 log.flush()
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{exc}\n--- {log_path} ---\n{tail}") from exc
-            yield
+            yield proc
         finally:
             proc.terminate()
             try:
