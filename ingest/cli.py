@@ -101,10 +101,8 @@ def _print_report(report: IngestReport) -> None:
     counts = ", ".join(
         f"{report.count(k)} {k}" for k in ("added", "updated", "unchanged", "skipped", "failed", "pruned")
     )
-    console.print(
-        f"collection [bold]{report.collection}[/bold]: {counts}; {report.embedded_chunks} chunks embedded",
-        highlight=False,
-    )
+    chunks = f"{report.embedded_chunks} chunks embedded, {report.reused_chunks} reused"
+    console.print(f"collection [bold]{report.collection}[/bold]: {counts}; {chunks}", highlight=False)
 
 
 @app.command("list")

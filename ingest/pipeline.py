@@ -1,7 +1,8 @@
 """Ingest files and folders into a collection: discover, load, split, embed, store.
 
 The CLI and the service's upload route both call into here, so a document indexed either way is the
-same. Unchanged files cost a hash: no parse, no split, no model.
+same. Unchanged files cost a hash: no parse, no split, no model. In a changed file, a chunk whose
+embedded text is the same as one of the version it replaces keeps that chunk's vector.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.embed import Embedder
@@ -33,8 +34,10 @@ from ingest.types import Chunk, FileOutcome, IndexedDocument, IngestReport, Load
 PIPELINE_VERSION = "3"
 
 ProgressCallback = Callable[[int, int, str], None]
-# Chunks gathered across files before one embedding call: full batches keep the model busy.
-EMBED_BATCH_CHUNKS = 256
+Vector = list[float]
+# Chunks to embed gathered across files before they go to the model: full batches keep it busy, and
+# the more there are, the closer in length the chunks of each batch (1024: 2% padding, 256: 7%).
+EMBED_BATCH_CHUNKS = 1024
 
 
 def _tags(tags: tuple[str, ...]) -> str:
@@ -51,6 +54,20 @@ class Prepared:
     doc: LoadedDocument
     chunks: list[Chunk]
     replaces: bool
+    # One per chunk: what its vector is computed from (see text_hash).
+    hashes: list[str]
+
+
+@dataclass
+class Staged:
+    """A prepared document in a batch, with the vectors it can keep from the version it replaces."""
+
+    prepared: Prepared
+    kept: dict[str, Vector] = field(default_factory=dict)
+
+    @property
+    def misses(self) -> int:
+        return sum(1 for h in self.prepared.hashes if h not in self.kept)
 
 
 @dataclass(frozen=True)
@@ -129,12 +146,25 @@ def config_fingerprint(settings: Settings) -> str:
         [
             PIPELINE_VERSION,
             settings.embed_model,
+            settings.embed_backend,
             settings.embed_document_prefix,
             str(settings.chunk_max_tokens),
             str(settings.chunk_overlap_tokens),
             str(settings.max_heading_tokens),
         ]
     )
+
+
+def vector_fingerprint(settings: Settings) -> str:
+    """Everything besides a chunk's embedded text that decides its vector."""
+    return "|".join([settings.embed_model, settings.embed_backend, settings.embed_document_prefix])
+
+
+def text_hash(embed_text: str, fingerprint: str) -> str:
+    """The key under which a chunk's vector may be reused: its embedded text and how it is embedded."""
+    digest = hashlib.sha256(fingerprint.encode())
+    digest.update(b"\0" + embed_text.encode())
+    return digest.hexdigest()[:32]
 
 
 def document_version(data: bytes, fingerprint: str) -> str:
@@ -165,6 +195,7 @@ class Ingestor:
         self.embedder = embedder or Embedder(settings)
         self.store = store or open_store(settings, collection)
         self.fingerprint = config_fingerprint(settings)
+        self.vector_fingerprint = vector_fingerprint(settings)
 
     @property
     def budget(self) -> TokenBudget:
@@ -187,8 +218,9 @@ class Ingestor:
         """Index every supported file under ``paths``; with ``prune``, drop documents whose files
         are gone from the given folders. One file's failure never stops the run.
 
-        Documents are embedded in batches of at least ``EMBED_BATCH_CHUNKS`` chunks across files (the
-        model is far faster on full batches), then each is stored on its own, crash-safe.
+        Chunks to embed are gathered across files until there are ``EMBED_BATCH_CHUNKS`` (the model is
+        far faster on full batches), then each document is stored on its own, crash-safe. Outcomes
+        are reported in discovery order.
         """
         report = IngestReport(collection=self.store.name)
         report.repaired = self.store.repair()
@@ -196,32 +228,40 @@ class Ingestor:
         report.files.extend(found.skipped)
         known = {doc.document_id: doc for doc in self.store.documents()}
         seen: dict[str, SourceFile] = {}
-        pending: list[Prepared] = []
         total = len(found.files)
+        # One slot per file, in discovery order; a stored document's outcome arrives with its batch.
+        outcomes: list[FileOutcome | None] = []
+        pending: list[tuple[int, Staged]] = []
 
         def flush() -> None:
-            for outcome in self._store_all(pending):
-                report.files.append(outcome)
+            stored = self._store_all([staged for _, staged in pending])
+            for (slot, _), outcome in zip(pending, stored, strict=True):
+                outcomes[slot] = outcome
                 if outcome.outcome in ("added", "updated"):
-                    report.embedded_chunks += outcome.chunks
+                    report.embedded_chunks += outcome.chunks - outcome.reused
+                    report.reused_chunks += outcome.reused
             pending.clear()
 
+        # Reading and splitting the next files in a thread while a batch is embedded measured slower
+        # on 2 cores: the embedder already keeps both busy, and the two only contend.
         for done, item in enumerate(found.files):
             if on_progress:
                 on_progress(done, total, item.source)
             if item.source in seen:
                 other = seen[item.source].root / item.source
-                report.files.append(FileOutcome(item.source, "failed", f"same source as {other}"))
+                outcomes.append(FileOutcome(item.source, "failed", f"same source as {other}"))
                 continue
             seen[item.source] = item
             result = self._prepare_file(item, known.get(document_id(item.source)))
             if isinstance(result, FileOutcome):
-                report.files.append(result)
+                outcomes.append(result)
                 continue
-            pending.append(result)
-            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+            outcomes.append(None)
+            pending.append((len(outcomes) - 1, self._stage(result)))
+            if sum(staged.misses for _, staged in pending) >= EMBED_BATCH_CHUNKS:
                 flush()
         flush()
+        report.files.extend(o for o in outcomes if o is not None)
         if on_progress:
             on_progress(total, total, "")
         if prune:
@@ -259,17 +299,34 @@ class Ingestor:
             return FileOutcome(source, "skipped", str(exc))
         except IngestError as exc:
             return FileOutcome(source, "failed", str(exc))
-        return Prepared(source, root, version, doc, chunks, existing is not None)
+        hashes = [text_hash(c.embed_text, self.vector_fingerprint) for c in chunks]
+        return Prepared(source, root, version, doc, chunks, existing is not None, hashes)
 
-    def _store_all(self, batch: Sequence[Prepared]) -> list[FileOutcome]:
-        """Embed the chunks of every prepared document in one call, then store each document."""
-        texts = [c.embed_text for p in batch for c in p.chunks]
-        vectors = self.embedder.embed_documents(texts) if texts else []
+    def _stage(self, prepared: Prepared) -> Staged:
+        """Find the vectors a changed document can keep: those of its indexed chunks with the same text."""
+        if not prepared.replaces:
+            return Staged(prepared)
+        try:
+            stored = self.store.vectors_by_text_hash(document_id(prepared.source))
+        except IngestError:
+            # Then it is embedded whole; if the store is really down, storing it reports the failure.
+            return Staged(prepared)
+        wanted = set(prepared.hashes)
+        return Staged(prepared, {h: v for h, v in stored.items() if h in wanted})
+
+    def _store_all(self, batch: Sequence[Staged]) -> list[FileOutcome]:
+        """Embed, in one call, the chunks of every staged document that kept no vector, then store
+        each document. A text that occurs twice in the batch is embedded once."""
+        missing: dict[str, Chunk] = {}
+        for staged in batch:
+            for chunk, digest in zip(staged.prepared.chunks, staged.prepared.hashes, strict=True):
+                if digest not in staged.kept:
+                    missing.setdefault(digest, chunk)
+        fresh = dict(zip(missing, self._embed(list(missing.values())), strict=True))
         outcomes = []
-        offset = 0
-        for p in batch:
-            own = vectors[offset : offset + len(p.chunks)]
-            offset += len(p.chunks)
+        for staged in batch:
+            p = staged.prepared
+            vectors = [staged.kept[h] if h in staged.kept else fresh[h] for h in p.hashes]
             try:
                 stored = self.store.replace_document(
                     source=p.source,
@@ -278,15 +335,38 @@ class Ingestor:
                     version=p.version,
                     root=p.root,
                     chunks=p.chunks,
-                    vectors=own,
+                    vectors=vectors,
                     # Chroma metadata holds no lists: tags are kept as ",a,b," for membership tests.
                     extra={"superseded": p.doc.superseded, "tags": _tags(p.doc.tags)},
+                    text_hashes=p.hashes,
                 )
             except IngestError as exc:
                 outcomes.append(FileOutcome(p.source, "failed", str(exc)))
                 continue
-            outcomes.append(FileOutcome(p.source, "updated" if p.replaces else "added", chunks=stored.chunks))
+            reused = len(p.chunks) - staged.misses
+            outcomes.append(
+                FileOutcome(
+                    p.source, "updated" if p.replaces else "added", chunks=stored.chunks, reused=reused
+                )
+            )
         return outcomes
+
+    def _embed(self, chunks: list[Chunk]) -> list[Vector]:
+        """Vectors for ``chunks``, in order, embedded in model batches of chunks of like length.
+
+        Each call to the model gets one batch, longest chunks first: sentence-transformers sorts a
+        call by characters, and a batch is as costly as its longest text in word pieces. On the
+        PostgreSQL manual that padded 1.29 tokens per real one; sorting by word pieces, 1.02.
+        """
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].tokens, reverse=True)
+        size = self.embedder.batch_size
+        vectors: list[Vector] = [[] for _ in chunks]
+        for at in range(0, len(order), size):
+            part = order[at : at + size]
+            embedded = self.embedder.embed_documents([chunks[i].embed_text for i in part])
+            for i, vector in zip(part, embedded, strict=True):
+                vectors[i] = vector
+        return vectors
 
     def ingest_bytes(self, data: bytes, *, source: str, root: str) -> FileOutcome:
         """Index one document given as bytes (an upload) unless its indexed version is this one."""
@@ -295,7 +375,7 @@ class Ingestor:
         except UnknownDocument:
             existing = None
         result = self._prepare(data, source=source, root=root, existing=existing)
-        return result if isinstance(result, FileOutcome) else self._store_all([result])[0]
+        return result if isinstance(result, FileOutcome) else self._store_all([self._stage(result)])[0]
 
     def _prune(
         self, roots: list[Path], seen: set[str], known: Iterable[IndexedDocument]

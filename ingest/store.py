@@ -17,11 +17,13 @@ deletes the chunks it does not name, so a document is never missing, doubled or 
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
@@ -39,6 +41,7 @@ from ingest.settings import Settings, validate_collection_name
 from ingest.types import Chunk, IndexedDocument, document_id
 
 if TYPE_CHECKING:
+    import httpx
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
@@ -96,15 +99,54 @@ def chroma_client(settings: Settings) -> ClientAPI:
                 settings.chroma_path.mkdir(parents=True, exist_ok=True)
                 client = chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
         except Exception as exc:  # chromadb raises ValueError, ConnectionError, its own errors...
-            raise StoreError(f"cannot open the Chroma store at {key}: {exc}") from exc
+            raise StoreError(f"cannot open the Chroma store at {key}: {_reason(exc)}") from exc
+        if settings.chroma_url:
+            _bound_http_timeout(client, settings.chroma_timeout_s)
         _clients[key] = client
         return client
 
 
+def _bound_http_timeout(client: ClientAPI, seconds: float) -> None:
+    """Give the HTTP client's session a timeout: chromadb builds it with none, so a Chroma server
+    that hangs (stopped, swapping, a dead peer without a reset) would hang every request with it."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
+def _reason(exc: Exception) -> str:
+    """A store failure as a user reads it: an unreachable or silent server says so and where."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return f"the Chroma server at {_origin(exc)} did not answer in time (RAG_CHROMA_TIMEOUT_S)"
+    if isinstance(exc, httpx.TransportError):
+        return f"cannot reach the Chroma server at {_origin(exc)} ({type(exc).__name__}: {exc})"
+    return str(exc)
+
+
+def _origin(exc: httpx.RequestError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised before a request existed
+        return "RAG_CHROMA_URL"
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
 def list_collections(settings: Settings) -> list[str]:
-    """Names of the ragfirst collections in the store."""
+    """Names of the ragfirst collections in the store.
+
+    :raises StoreError: the store cannot be reached.
+    """
+    client = chroma_client(settings)
+    try:
+        found = client.list_collections()
+    except Exception as exc:
+        raise StoreError(f"cannot list the collections of the Chroma store: {_reason(exc)}") from exc
     names = []
-    for collection in chroma_client(settings).list_collections():
+    for collection in found:
         name = collection if isinstance(collection, str) else collection.name
         if name.startswith(PREFIX) and name.endswith(DOCS_SUFFIX):
             names.append(name[len(PREFIX) : -len(DOCS_SUFFIX)])
@@ -135,7 +177,7 @@ def open_store(settings: Settings, collection: str | None = None, *, create: boo
     except Exception as exc:
         if not create and _is_not_found(exc):
             raise UnknownCollection(f"collection {name!r} does not exist") from exc
-        raise StoreError(f"cannot open collection {name!r}: {exc}") from exc
+        raise StoreError(f"cannot open collection {name!r}: {_reason(exc)}") from exc
     built_with = (chunks.metadata or {}).get("embed_model")
     if built_with and built_with != settings.embed_model:
         raise EmbedderMismatch(
@@ -143,7 +185,10 @@ def open_store(settings: Settings, collection: str | None = None, *, create: boo
             f"RAG_EMBED_MODEL is {settings.embed_model!r}: set it back, or use another collection"
         )
     max_batch = min(settings.store_batch_size, _max_batch(client))
-    return ChunkStore(name, chunks=chunks, docs=docs, max_batch=max_batch)
+    space = None
+    if not settings.chroma_url and settings.store_min_free_mb > 0:
+        space = FreeSpace(settings.chroma_path, int(settings.store_min_free_mb * 2**20))
+    return ChunkStore(name, chunks=chunks, docs=docs, max_batch=max_batch, space=space)
 
 
 def delete_collection(settings: Settings, collection: str) -> None:
@@ -155,7 +200,7 @@ def delete_collection(settings: Settings, collection: str) -> None:
             client.delete_collection(PREFIX + name + suffix)
         except Exception as exc:
             if not _is_not_found(exc):
-                raise StoreError(f"cannot delete collection {name!r}: {exc}") from exc
+                raise StoreError(f"cannot delete collection {name!r}: {_reason(exc)}") from exc
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -174,6 +219,33 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[slice]:
         yield slice(start, start + size)
 
 
+@dataclass(frozen=True)
+class FreeSpace:
+    """The free space an embedded store's disk must keep for a write to go ahead.
+
+    Chroma 1.5 does not fail cleanly on a full disk: after "database or disk is full" its next
+    write never returns, and the store stays wedged until the process dies. Stopping short of
+    full is what gives a clear error instead, and keeps what is indexed readable.
+    """
+
+    path: Path
+    min_bytes: int
+
+    def check(self) -> None:
+        """:raises StoreError: less than ``min_bytes`` free on the disk holding ``path``."""
+        try:
+            stat = os.statvfs(self.path)
+        except OSError:
+            return  # not created yet, or not a local path: Chroma itself will say what is wrong
+        free = stat.f_bavail * stat.f_frsize
+        if free < self.min_bytes:
+            raise StoreError(
+                f"the disk holding the Chroma store at {self.path} has {free / 2**20:.2f} MB free, "
+                f"under RAG_STORE_MIN_FREE_MB ({self.min_bytes / 2**20:g} MB): nothing more is "
+                "written until space is freed; what is indexed stays as it was"
+            )
+
+
 def chunk_id(doc_id: str, version: str, position: int) -> str:
     """Chunk ids carry the document version, so a new version never overwrites the live one."""
     return f"{doc_id}:{version}:{position:05d}"
@@ -190,11 +262,20 @@ class ChunkStore:
         hits = store.query(embedder.embed_query("parental leave"), k=5)
     """
 
-    def __init__(self, name: str, *, chunks: Collection, docs: Collection, max_batch: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        chunks: Collection,
+        docs: Collection,
+        max_batch: int,
+        space: FreeSpace | None = None,
+    ) -> None:
         self.name = name
         self.chunks = chunks
         self.docs = docs
         self.max_batch = max_batch
+        self.space = space
 
     # --- documents ----------------------------------------------------------------------------
 
@@ -249,10 +330,15 @@ class ChunkStore:
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
         extra: dict[str, str | int | float | bool] | None = None,
+        text_hashes: Sequence[str] | None = None,
     ) -> IndexedDocument:
-        """Make ``chunks`` the indexed content of ``source``, in place of whatever was there."""
-        if len(chunks) != len(vectors):
-            raise ValueError("one vector per chunk")
+        """Make ``chunks`` the indexed content of ``source``, in place of whatever was there.
+
+        ``text_hashes`` (one per chunk) name what each vector was computed from, so that a later
+        version can take a vector from :meth:`vectors_by_text_hash` instead of embedding again.
+        """
+        if len(chunks) != len(vectors) or (text_hashes is not None and len(text_hashes) != len(chunks)):
+            raise ValueError("one vector (and text hash) per chunk")
         doc_id = document_id(source)
         old = self._record(doc_id)
         old_meta = dict(old or {})
@@ -263,6 +349,9 @@ class ChunkStore:
         failpoint("replace:marked-dirty")
         ids = [chunk_id(doc_id, version, c.position) for c in chunks]
         metas = [_chunk_metadata(c, doc_id, source, title, filetype, version, extra) for c in chunks]
+        if text_hashes is not None:
+            for meta, digest in zip(metas, text_hashes, strict=True):
+                meta["text_hash"] = digest
         texts = [c.text for c in chunks]
 
         def write(part: slice) -> None:
@@ -274,7 +363,7 @@ class ChunkStore:
             )
 
         for part in _batches(ids, self.max_batch):
-            self._call(lambda part=part: write(part))
+            self._write(lambda part=part: write(part))
             failpoint("replace:wrote-batch")
         record: dict[str, Any] = {
             "source": source,
@@ -293,7 +382,7 @@ class ChunkStore:
         # orphan left by such a race is invisible (its version is named by no record).
         old_version = str(old_meta.get("version") or "")
         if old_version and old_version != version:
-            self._call(
+            self._write(
                 lambda: self.chunks.delete(
                     where={"$and": [{"document_id": doc_id}, {"version": old_version}]}
                 )
@@ -301,6 +390,25 @@ class ChunkStore:
         failpoint("replace:deleted-old")
         self._put_record(doc_id, {**record, "dirty": False}, bump=True)
         return _indexed(doc_id, record)
+
+    def vectors_by_text_hash(self, doc_id: str) -> dict[str, list[float]]:
+        """The stored vectors of ``doc_id``'s chunks, keyed by the ``text_hash`` they were written with.
+
+        Any version counts, not only the visible one: a vector is right for its text hash whichever
+        version holds it. Chunks written without a hash (by ragfirst before it kept them) are left out.
+        """
+        page = self._call(
+            lambda: self.chunks.get(where={"document_id": doc_id}, include=["embeddings", "metadatas"])
+        )
+        embeddings = page["embeddings"]
+        if embeddings is None:
+            return {}
+        found: dict[str, list[float]] = {}
+        for meta, vector in zip(page["metadatas"] or [], embeddings, strict=True):
+            digest = (meta or {}).get("text_hash")
+            if isinstance(digest, str) and digest:
+                found[digest] = np.asarray(vector, dtype=np.float32).tolist()
+        return found
 
     def delete_document(self, doc_id: str) -> IndexedDocument:
         """Remove a document and all its chunks.
@@ -311,7 +419,7 @@ class ChunkStore:
         self._put_record(doc_id, {"source": doc.source, "version": "", "dirty": True})
         self._delete_other_versions(doc_id, "")
         failpoint("delete:deleted-chunks")
-        self._call(lambda: self.docs.delete(ids=[doc_id]))
+        self._write(lambda: self.docs.delete(ids=[doc_id]))
         self._bump_revision()
         return doc
 
@@ -324,7 +432,7 @@ class ChunkStore:
             if version:
                 self._put_record(rid, {**dict(meta or {}), "dirty": False})
             else:
-                self._call(lambda rid=rid: self.docs.delete(ids=[rid]))
+                self._write(lambda rid=rid: self.docs.delete(ids=[rid]))
         if records["ids"]:
             self._bump_revision()
         return len(records["ids"])
@@ -405,11 +513,11 @@ class ChunkStore:
             ids.append(REVISION_ID)
             metas.append(_revision_meta())
         vectors = _matrix([MANIFEST_VECTOR] * len(ids))
-        self._call(lambda: self.docs.upsert(ids=ids, embeddings=vectors, metadatas=cast(Any, metas)))
+        self._write(lambda: self.docs.upsert(ids=ids, embeddings=vectors, metadatas=cast(Any, metas)))
 
     def _bump_revision(self) -> None:
         meta = _revision_meta()
-        self._call(
+        self._write(
             lambda: self.docs.upsert(
                 ids=[REVISION_ID], embeddings=_matrix([MANIFEST_VECTOR]), metadatas=[meta]
             )
@@ -419,7 +527,13 @@ class ChunkStore:
         where: dict[str, Any] = {"document_id": doc_id}
         if keep:
             where = {"$and": [{"document_id": doc_id}, {"version": {"$ne": keep}}]}
-        self._call(lambda: self.chunks.delete(where=where))
+        self._write(lambda: self.chunks.delete(where=where))
+
+    def _write(self, fn: Any) -> Any:
+        """A call that writes: refused up front when the embedded store's disk is nearly full."""
+        if self.space is not None:
+            self.space.check()
+        return self._call(fn)
 
     def _call(self, fn: Any) -> Any:
         try:
@@ -427,7 +541,7 @@ class ChunkStore:
         except IngestError:
             raise
         except Exception as exc:  # network errors, Chroma's own, disk full: all a store failure
-            raise StoreError(f"Chroma store error in collection {self.name!r}: {exc}") from exc
+            raise StoreError(f"Chroma store error in collection {self.name!r}: {_reason(exc)}") from exc
 
 
 def _matrix(vectors: Sequence[Sequence[float]]) -> np.ndarray[Any, np.dtype[np.float32]]:

@@ -92,22 +92,29 @@ Outcome = Literal["added", "updated", "unchanged", "skipped", "failed", "pruned"
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What happened to one file in a run, with the reason for a skip or a failure."""
+    """What happened to one file in a run, with the reason for a skip or a failure.
+
+    ``reused`` of an added or updated file's ``chunks`` kept the vector of an identical chunk of the
+    version it replaced; the others were embedded.
+    """
 
     source: str
     outcome: Outcome
     reason: str = ""
     chunks: int = 0
+    reused: int = 0
 
 
 @dataclass
 class IngestReport:
-    """The summary of one ingest run."""
+    """The summary of one ingest run: ``embedded_chunks`` went through the model, ``reused_chunks``
+    kept the vector they already had."""
 
     collection: str
     files: list[FileOutcome] = field(default_factory=list)
     repaired: int = 0
     embedded_chunks: int = 0
+    reused_chunks: int = 0
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
