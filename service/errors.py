@@ -7,6 +7,7 @@
     ├── NotFound                 nothing of that name (an evaluation report not run yet)
     ├── Unauthorized             no API key, or one the service does not know
     ├── Forbidden                a key whose role does not reach this route
+    ├── RateLimited              a key (or client) over RAG_RATE_LIMIT_PER_MINUTE
     ├── IndexNotReady            the store or a model cannot be reached right now
     └── GeneratorError           the language model failed; the sources are still worth returning
         ├── GeneratorTimeout     it did not answer in time
@@ -37,6 +38,14 @@ class Unauthorized(RagError):
 
 class Forbidden(RagError):
     """The API key is valid but its role does not allow this route."""
+
+
+class RateLimited(RagError):
+    """The caller made more requests than ``RAG_RATE_LIMIT_PER_MINUTE`` allows."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class IndexNotReady(RagError):

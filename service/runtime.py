@@ -16,15 +16,19 @@ from service.answer import AnswerContext
 from service.errors import BadRequest
 from service.generate import Generator, make_generator
 from service.prompt import PromptSet
+from service.ratelimit import RateLimiter
 from service.retrieve import HybridRetriever
 
 
 class Runtime:
-    """Settings, the embedder, the prompt files, and per-collection retrievers and ingestors."""
+    """Settings, API keys and the rate limiter, the embedder, the prompt files, and per-collection
+    retrievers and ingestors."""
 
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
-        self.keys = settings.key_roles
+        self.keys = settings.key_specs
+        per_minute = settings.rate_limit_per_minute
+        self.limiter = RateLimiter(per_minute) if per_minute else None
         self.embedder = embedder or Embedder(settings)
         self.prompts = PromptSet.load(settings.prompt_dir)
         self.context = AnswerContext(settings, self.embedder, self.prompts)

@@ -6,7 +6,9 @@ over the same code, keys and roles as the HTTP API.
 is stateless with JSON responses: every request stands alone, so any worker or replica can answer it.
 Before the SDK sees a request, its ``Origin`` (when a browser sent one) must be in ``RAG_CORS_ORIGINS``
 and, when ``RAG_API_KEYS`` is set, it must carry ``Authorization: Bearer KEY`` (any role: all tools
-are read-level). Retrieval and generation run in worker threads, never on the event loop.
+are read-level), and it counts against the key's rate limit. The caller found there rides on the
+request to the tools, which let a key limited to some collections see only those, as the HTTP API
+does. Retrieval and generation run in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
@@ -29,10 +31,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ingest.errors import IngestError
-from ingest.settings import validate_collection_name
 from ingest.store import list_collections as store_collections
 from service.answer import GeneratorFailed, answer_question, check_question, check_top_k
-from service.api.deps import caller_role
+from service.api.deps import Caller, admit
 from service.api.errors import rag_error_handler
 from service.api.schemas import (
     CitationOut,
@@ -42,13 +43,15 @@ from service.api.schemas import (
     SearchResponse,
     SourceOut,
 )
-from service.errors import Forbidden, RagError, Unauthorized
+from service.errors import Forbidden, RagError, RateLimited, Unauthorized
 from service.metrics import Metrics
 from service.retrieve import NO_FILTERS
 from service.runtime import Runtime
 from service.types import Source
 
 MCP_PATH = "/mcp"
+# Where McpEndpoint leaves the caller on the request (``request.state``) for the tools to read.
+CALLER_STATE = "ragfirst_caller"
 INSTRUCTIONS = (
     "Answers questions from the company's own documents. Use `ask` for a question: its answer cites "
     "numbered sources, and every citation has been checked against the passage it quotes. Use `search` "
@@ -75,16 +78,16 @@ def build_server(runtime: Callable[[], Runtime], metrics: Callable[[], Metrics])
 
     @server.tool(title="Search the documents", annotations=_READ_ONLY)
     async def search(
-        query: Query, collection: Collection = "default", top_k: TopK = 5
+        ctx: Context, query: Query, collection: Collection = "default", top_k: TopK = 5
     ) -> Annotated[CallToolResult, SearchResponse]:
         """Passages from the documents for a query, best first (dense and keyword search fused), each
         with its source path, title, section, page and score. The same results as POST /v1/search."""
-        rt, m = runtime(), metrics()
+        rt, m, caller = runtime(), metrics(), _caller(ctx)
 
         def run() -> SearchResponse:
             text = check_question(query, rt.settings)
             k = check_top_k(top_k, rt.settings)
-            found = rt.retriever(validate_collection_name(collection)).search(text, k, NO_FILTERS)
+            found = rt.retriever(caller.check(collection)).search(text, k, NO_FILTERS)
             m.observe_stages(found.timings_ms)
             return SearchResponse(
                 results=[SourceOut.of(s) for s in found.sources], timings_ms=found.timings_ms
@@ -95,17 +98,17 @@ def build_server(runtime: Callable[[], Runtime], metrics: Callable[[], Metrics])
 
     @server.tool(title="Ask the documents", annotations=_READ_ONLY)
     async def ask(
-        question: Question, collection: Collection = "default", generator: GeneratorName = None
+        ctx: Context, question: Question, collection: Collection = "default", generator: GeneratorName = None
     ) -> Annotated[CallToolResult, QueryResponse]:
         """Answer a question from the documents, citing sources as [n]. Every citation is verified
         against the passage it quotes; sentences that fail are removed. "The documents do not cover
         this." when nothing relevant is found. The same answer as POST /v1/query."""
-        rt, m = runtime(), metrics()
+        rt, m, caller = runtime(), metrics(), _caller(ctx)
 
         def run() -> QueryResponse:
             settings = rt.settings
             check_question(question, settings)
-            retriever = rt.retriever(validate_collection_name(collection))
+            retriever = rt.retriever(caller.check(collection))
             chosen = rt.generator(generator)
             with m.counting_failures():
                 answer = answer_question(
@@ -118,14 +121,14 @@ def build_server(runtime: Callable[[], Runtime], metrics: Callable[[], Metrics])
         return _result(_answer_text(response), response)
 
     @server.tool(title="List the collections", annotations=_READ_ONLY)
-    async def list_collections() -> Annotated[CallToolResult, CollectionList]:
+    async def list_collections(ctx: Context) -> Annotated[CallToolResult, CollectionList]:
         """The document collections, with how many documents and chunks each holds. The same list as
         GET /v1/collections."""
-        rt = runtime()
+        rt, caller = runtime(), _caller(ctx)
 
         def run() -> CollectionList:
             out = []
-            for name in store_collections(rt.settings):
+            for name in caller.visible(store_collections(rt.settings)):
                 docs = rt.store(name).documents()
                 out.append(CollectionOut(name=name, documents=len(docs), chunks=sum(d.chunks for d in docs)))
             return CollectionList(collections=out)
@@ -178,10 +181,12 @@ class McpEndpoint:
         request = Request(scope, receive)
         try:
             self._check_origin(request)
-            caller_role(request)  # every role reaches the read level all three tools need
-        except (Unauthorized, Forbidden) as exc:
+            caller = admit(request)  # every role reaches the read level all three tools need
+        except (Unauthorized, Forbidden, RateLimited) as exc:
             await (await rag_error_handler(request, exc))(scope, receive, send)
             return
+        # The SDK hands the tools a Request over this same scope, so they find the caller on it.
+        setattr(request.state, CALLER_STATE, caller)
         await manager.handle_request(scope, receive, send)
 
     def _check_origin(self, request: Request) -> None:
@@ -199,6 +204,19 @@ def mount_mcp(app: Starlette) -> McpEndpoint:
     endpoint = McpEndpoint(app)
     app.router.routes.append(endpoint.route)
     return endpoint
+
+
+def _caller(ctx: Context) -> Caller:
+    """The caller McpEndpoint admitted for this tool call.
+
+    :raises ToolError: none is there (a transport that skipped McpEndpoint): refuse rather than
+        answer as an unlimited caller.
+    """
+    request = ctx.request_context.request
+    caller = getattr(getattr(request, "state", None), CALLER_STATE, None)
+    if not isinstance(caller, Caller):
+        raise ToolError("this call did not pass the API key check")
+    return caller
 
 
 async def _in_thread(fn: Callable[[], _T]) -> _T:

@@ -10,7 +10,7 @@ const QUESTION_MAX = 2000;
 const main = document.getElementById("main");
 const who = document.getElementById("who");
 const nav = document.getElementById("nav");
-const state = { role: null, keysRequired: false, collections: [], controller: null };
+const state = { role: null, keysRequired: false, collections: [], home: "default", controller: null };
 
 // --- keys -----------------------------------------------------------------------------------
 
@@ -74,12 +74,12 @@ async function refreshCollections() {
   fill(datalist, state.collections.map((name) => h("option", { value: name })));
   for (const { select, withCounts } of collectionSelects) {
     const current = select.value;
-    const names = state.collections.length ? data.collections : [{ name: "default", documents: 0, chunks: 0 }];
+    const names = state.collections.length ? data.collections : [{ name: state.home, documents: 0, chunks: 0 }];
     fill(select, names.map((c) => h("option", {
       value: c.name,
       text: withCounts ? `${c.name} (${c.documents} document${c.documents === 1 ? "" : "s"})` : c.name,
     })));
-    const pick = [current, "default"].find((n) => n && names.some((c) => c.name === n));
+    const pick = [current, state.home].find((n) => n && names.some((c) => c.name === n));
     select.value = pick || names[0].name;
   }
   return null;
@@ -197,6 +197,8 @@ async function boot() {
   }
   state.role = me.role;
   state.keysRequired = me.keys_required;
+  // A key limited to some collections sees only them: start from its first rather than "default".
+  state.home = me.collections && me.collections.length ? me.collections[0] : "default";
   collectionSelects.length = 0;
   renderWho();
 
@@ -209,7 +211,7 @@ async function boot() {
     // Built only for admin keys: a read key's page holds no upload, delete or evaluation controls.
     docs = new DocumentsView({
       collectionsDatalistId: "collections-list",
-      initialCollection: "default",
+      initialCollection: state.home,
       onChanged: () => refreshCollections(),
     });
     evaluation = new EvaluationView({ collectionSelect: collectionSelect(false) });

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from ingest.embed import Embedder
-from ingest.settings import Settings, parse_api_keys
+from ingest.settings import ApiKey, Settings, parse_api_keys
 from service.api.app import create_app
 from service.api.deps import role_of
 
@@ -136,8 +136,8 @@ def test_role_of_matches_whole_keys_only() -> None:
 
 
 def test_api_keys_parse_and_reject_without_echoing_the_key() -> None:
-    assert parse_api_keys(" k1:admin , k2:read,") == {"k1": "admin", "k2": "read"}
-    assert parse_api_keys("with:colon:read") == {"with:colon": "read"}
+    assert parse_api_keys(" k1:admin , k2:read,") == {"k1": ApiKey("admin"), "k2": ApiKey("read")}
+    assert parse_api_keys("with:colon:read") == {"with:colon": ApiKey("read")}
     for bad, message in [
         ("secret-one", "not KEY:ROLE"),
         ("secret-one:owner", "role 'owner'"),

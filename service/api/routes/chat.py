@@ -24,19 +24,18 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ingest.settings import validate_collection_name
 from ingest.store import list_collections
 from service.answer import answer_question
-from service.api.deps import MetricsDep, RuntimeDep
+from service.api.deps import CallerDep, MetricsDep, RuntimeDep
 from service.api.errors import error_body
 from service.api.schemas import (
     ChatChoice,
     ChatCompletion,
+    ChatErrorOut,
     ChatMessageOut,
     ChatRequest,
     ChatUsage,
     CitationOut,
-    ErrorOut,
     ModelList,
     ModelOut,
     RagfirstInfo,
@@ -54,22 +53,25 @@ CHUNK_CHARS = 48
 
 
 @router.get("/models", response_model=ModelList)
-def models(runtime: RuntimeDep) -> ModelList:
-    """Every collection, as a model to pick in a chat client."""
-    return ModelList(data=[ModelOut(id=name) for name in list_collections(runtime.settings)])
+def models(runtime: RuntimeDep, caller: CallerDep) -> ModelList:
+    """Every collection the key may see, as a model to pick in a chat client."""
+    names = caller.visible(list_collections(runtime.settings))
+    return ModelList(data=[ModelOut(id=name) for name in names])
 
 
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        **{code: {"model": ErrorOut} for code in (400, 404, 503, 504)},
+        **{code: {"model": ChatErrorOut} for code in (400, 404, 503, 504)},
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks with stream"},
     },
 )
-async def chat_completions(body: ChatRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
+async def chat_completions(
+    body: ChatRequest, caller: CallerDep, runtime: RuntimeDep, metrics: MetricsDep
+) -> Any:
     """Answer the conversation's last user message from the collection named by ``model``."""
-    collection = validate_collection_name(body.model)
+    collection = caller.check(body.model)
     question, history = conversation([Turn(m.role, text_of(m.content)) for m in body.messages])
     filters = Filters.parse(body.filters)
     retriever = runtime.retriever(collection)

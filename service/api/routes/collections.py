@@ -3,17 +3,17 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ingest.store import list_collections
-from service.api.deps import RuntimeDep
+from service.api.deps import CallerDep, RuntimeDep
 from service.api.schemas import CollectionList, CollectionOut
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 @router.get("", response_model=CollectionList)
-def collections(runtime: RuntimeDep) -> CollectionList:
-    """The collections in the store, with their document and chunk counts."""
+def collections(runtime: RuntimeDep, caller: CallerDep) -> CollectionList:
+    """The collections in the store the key may see, with their document and chunk counts."""
     out = []
-    for name in list_collections(runtime.settings):
+    for name in caller.visible(list_collections(runtime.settings)):
         docs = runtime.store(name).documents()
         out.append(CollectionOut(name=name, documents=len(docs), chunks=sum(d.chunks for d in docs)))
     return CollectionList(collections=out)

@@ -5,8 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from ingest.settings import validate_collection_name
-from service.api.deps import RuntimeDep
+from service.api.deps import CallerDep, RuntimeDep
 from service.api.schemas import Deleted, DocumentList, DocumentOut, ErrorOut, UploadOutcome, UploadResponse
 from service.errors import BadRequest
 
@@ -25,18 +24,23 @@ def safe_source(filename: str | None) -> str:
     return name
 
 
-@router.post("", response_model=UploadResponse, responses={400: {"model": ErrorOut}})
+@router.post(
+    "", response_model=UploadResponse, responses={400: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+)
 def upload(
     runtime: RuntimeDep,
+    caller: CallerDep,
     files: Annotated[list[UploadFile], File(description="One or more documents.")],
     collection: Annotated[str, Form()] = "default",
 ) -> UploadResponse:
     """Index uploaded files with the same pipeline as the `ingest` command (source = file name)."""
-    ingestor = runtime.ingestor(validate_collection_name(collection))
+    # Uploading creates a collection: a limited key may create only those it is limited to.
+    ingestor = runtime.ingestor(caller.check(collection))
     limit = runtime.settings.max_file_bytes
     outcomes = []
-    for upload_file in files:
-        source = safe_source(upload_file.filename)
+    # Every name is checked before any file is indexed: a 400 leaves the collection as it was.
+    sources = [safe_source(upload_file.filename) for upload_file in files]
+    for upload_file, source in zip(files, sources, strict=True):
         data = upload_file.file.read(limit + 1)
         if len(data) > limit:
             reason = f"file is over the {runtime.settings.max_file_mb:g} MB limit (RAG_MAX_FILE_MB)"
@@ -47,14 +51,16 @@ def upload(
 
 
 @router.get("", response_model=DocumentList, responses={404: {"model": ErrorOut}})
-def list_documents(runtime: RuntimeDep, collection: str = "default") -> DocumentList:
+def list_documents(runtime: RuntimeDep, caller: CallerDep, collection: str = "default") -> DocumentList:
     """The documents indexed in a collection."""
-    store = runtime.store(validate_collection_name(collection))
+    store = runtime.store(caller.check(collection))
     return DocumentList(collection=collection, documents=[DocumentOut.of(d) for d in store.documents()])
 
 
 @router.delete("/{document_id}", response_model=Deleted, responses={404: {"model": ErrorOut}})
-def delete_document(document_id: str, runtime: RuntimeDep, collection: str = "default") -> Deleted:
+def delete_document(
+    document_id: str, runtime: RuntimeDep, caller: CallerDep, collection: str = "default"
+) -> Deleted:
     """Delete a document and all its chunks."""
-    store = runtime.store(validate_collection_name(collection))
+    store = runtime.store(caller.check(collection))
     return Deleted(deleted=DocumentOut.of(store.delete_document(document_id)))

@@ -9,9 +9,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool
 
 from ingest.errors import IngestError
-from ingest.settings import validate_collection_name
 from service.answer import GeneratorFailed, answer_question, check_question, check_top_k, stream_answer
-from service.api.deps import MetricsDep, RuntimeDep
+from service.api.deps import CallerDep, MetricsDep, RuntimeDep
 from service.api.errors import error_body
 from service.api.schemas import ErrorOut, QueryRequest, QueryResponse, SourceOut
 from service.errors import RagError
@@ -31,7 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
         200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE with stream"},
     },
 )
-def query(body: QueryRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
+def query(body: QueryRequest, caller: CallerDep, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
     """Answer a question from a collection, citing and verifying every claim.
 
     With ``stream: true`` the response is Server-Sent Events: ``sources`` first, then ``delta``
@@ -42,7 +41,7 @@ def query(body: QueryRequest, runtime: RuntimeDep, metrics: MetricsDep) -> Any:
     check_question(body.question, settings)
     check_top_k(body.top_k, settings)
     filters = Filters.parse(body.filters)
-    retriever = runtime.retriever(validate_collection_name(body.collection))
+    retriever = runtime.retriever(caller.check(body.collection))
     generator = runtime.generator(body.generator)
     args: dict[str, Any] = dict(
         ctx=runtime.context, retriever=retriever, generator=generator, collection=body.collection,
