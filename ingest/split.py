@@ -158,14 +158,20 @@ def _contiguous_pieces(text: str, room: int, budget: TokenBudget) -> list[tuple[
     )
     spans: list[tuple[int, int]] = []
     cursor = 0
+    last = -1  # where the previous piece starts
     for piece in splitter.split_text(text):
         # Pieces start where the last ended, after the whitespace the splitter stripped; a piece
         # the splitter could not cut further comes back unstripped, so both are tried.
         skip = len(text[cursor:]) - len(text[cursor:].lstrip())
         at = next((p for p in (cursor + skip, cursor) if text.startswith(piece, p)), -1)
+        if at < 0:
+            # Characters that count no tokens (control or zero-width ones) are carried over into
+            # the next piece as well, so that piece starts inside the previous one.
+            earlier = range(cursor - 1, max(last, cursor - len(piece)), -1)
+            at = next((p for p in earlier if text.startswith(piece, p)), -1)
         if at < 0:  # the splitter never rewrites or skips text
             raise AssertionError(f"chunk text not at offset {cursor}: {piece[:60]!r}")
-        cursor = at + len(piece)
+        last, cursor = at, max(cursor, at + len(piece))
         start = at + len(piece) - len(piece.lstrip())
         end = at + len(piece.rstrip())
         if start >= end:

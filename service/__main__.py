@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+KEEP_ALIVE_S = 5
+MAX_HEADER_BYTES = 64 * 1024
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description="ragfirst HTTP API")
@@ -27,6 +30,11 @@ def main() -> None:
         # create_app() configures logging (JSON with request ids) and writes its own access lines.
         log_config=None,
         access_log=False,
+        # An idle keep-alive connection is closed after this many seconds; a request body that
+        # trickles in is timed by the app itself (RAG_REQUEST_BODY_TIMEOUT_S, service/api/middleware.py).
+        timeout_keep_alive=KEEP_ALIVE_S,
+        # Request headers over this many bytes are refused before the app sees them.
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         log_level=(args.log_level or os.environ.get("RAG_LOG_LEVEL") or "info").lower(),
     )
 

@@ -17,7 +17,7 @@ from service.api.errors import install_error_handlers
 from service.api.mcp_server import mount_mcp
 from service.api.middleware import REQUEST_ID_HEADER, RequestMiddleware
 from service.api.routes import chat, collections, documents, evaluation, health, query, search, web, whoami
-from service.api.schemas import ErrorOut
+from service.api.schemas import ChatErrorOut, ErrorOut, document_limits
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.runtime import Runtime
@@ -69,15 +69,32 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         )
     # Added last, so it is the outermost layer: its request id and size limit cover CORS and errors too.
     app.add_middleware(
-        RequestMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_request_bytes
+        RequestMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_request_bytes,
+        body_timeout_s=settings.request_body_timeout_s,
+        min_body_rate=settings.request_min_bytes_per_s,
     )
-    guarded: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 413)}
-    for module in (search, query, collections, whoami, chat):
+    # What any guarded route may answer besides its own: a body that is not JSON or a collection name
+    # that cannot be one (400), no key or too weak a key, a body too slow (408) or too large (413).
+    codes = (400, 401, 403, 408, 413)
+    guarded: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in codes}
+    for module in (search, query, collections, whoami):
         app.include_router(module.router, dependencies=[READ], responses=guarded)
+    app.include_router(
+        chat.router, dependencies=[READ], responses={code: {"model": ChatErrorOut} for code in codes}
+    )
     for module in (documents, evaluation):
         app.include_router(module.router, dependencies=[ADMIN], responses=guarded)
     app.include_router(health.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     mcp = mount_mcp(app)  # /mcp: the MCP server over streamable HTTP, behind the same keys
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_limits(FastAPI.openapi(app), settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import (
     EmbedderMismatch,
@@ -25,6 +27,7 @@ from service.errors import (
     IndexNotReady,
     NotFound,
     RagError,
+    RateLimited,
     Unauthorized,
 )
 
@@ -34,6 +37,7 @@ STATUS: dict[type[Exception], int] = {
     Unauthorized: 401,
     NotFound: 404,
     Forbidden: 403,
+    RateLimited: 429,
     InvalidCollectionName: 400,
     UnknownCollection: 404,
     UnknownDocument: 404,
@@ -70,18 +74,40 @@ def error_body(exc: Exception) -> dict[str, Any]:
 
 # OpenAI clients read an error's message from {"error": {"message": ...}}: the chat routes answer so.
 OPENAI_PATHS = ("/v1/chat/", "/v1/models")
+# Names of the statuses the framework and the request middleware answer with themselves.
+HTTP_ERROR_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 408: "RequestTimeout",
+                    413: "PayloadTooLarge"}  # fmt: skip
+
+
+def shaped(path: str, body: dict[str, Any], status: int) -> dict[str, Any]:
+    """An error body ``{detail, error, ...}`` as ``path`` answers it: in OpenAI's shape on the chat routes."""
+    if path.startswith(OPENAI_PATHS):
+        return {**body, "error": {"message": body["detail"], "type": body["error"], "code": status}}
+    return body
 
 
 async def rag_error_handler(request: Request, exc: Exception) -> JSONResponse:
     body = error_body(exc)
     status = body.pop("status")
-    if request.url.path.startswith(OPENAI_PATHS):
-        body = {**body, "error": {"message": body["detail"], "type": body["error"], "code": status}}
-    # RFC 6750: a 401 names the scheme the client should use.
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = shaped(request.url.path, body, status)
+    headers: dict[str, str] = {}
+    if status == 401:  # RFC 6750: a 401 names the scheme the client should use.
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The framework's own errors (a body that is not JSON, an unknown path, a body over the limit or
+    too slow to arrive) in the same ``{detail, error}`` shape as every other error."""
+    assert isinstance(exc, StarletteHTTPException)
+    name = HTTP_ERROR_NAMES.get(exc.status_code) or HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    body = shaped(request.url.path, {"detail": str(exc.detail), "error": name}, exc.status_code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RagError, rag_error_handler)
     app.add_exception_handler(IngestError, rag_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)

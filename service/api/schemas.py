@@ -6,12 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ingest.settings import Settings
 from ingest.types import FileOutcome, IndexedDocument
 from service.types import Answer, Citation, Source
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
 
 
 class SearchRequest(Strict):
@@ -187,6 +189,9 @@ class EvalRequest(Strict):
 class WhoAmI(BaseModel):
     role: str = Field(description="read or admin")
     keys_required: bool = Field(description="False when the API is open (no RAG_API_KEYS).")
+    collections: list[str] | None = Field(
+        default=None, description="The only collections this key may use; null: every one."
+    )
 
 
 # -- OpenAI-compatible chat (``/v1/chat/completions``, ``/v1/models``) --------------------------------
@@ -260,3 +265,80 @@ class ModelOut(BaseModel):
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelOut]
+
+
+class ChatError(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class ChatErrorOut(BaseModel):
+    """An error of the chat routes: OpenAI's ``error`` object, which its SDK raises as an APIError."""
+
+    detail: str
+    error: ChatError
+    sources: list[SourceOut] | None = None
+
+
+# -- what the routes check themselves, stated in the OpenAPI document ---------------------------------
+
+_STRINGS = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+# What ``service.retrieve.Filters.parse`` accepts.
+FILTERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"source_prefix": {"type": "string"}, "filetype": _STRINGS, "filetypes": _STRINGS,
+                   "tags": _STRINGS},
+    "additionalProperties": False,
+}  # fmt: skip
+CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"]
+
+
+def document_limits(openapi: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """``openapi`` with the limits the routes check themselves, with a 400 and a message of their own:
+    collection names, non-blank questions of at most RAG_MAX_QUESTION_CHARS, top_k from 1 to
+    RAG_MAX_TOP_K, the filters there are, the generators this service has, at most
+    RAG_MAX_EVAL_QUESTIONS gold questions. They are stated here rather than enforced by the models,
+    so that breaking one keeps its 400 and its message (a model would answer 422)."""
+    from ingest.settings import COLLECTION_NAME
+
+    generators = ["local", "extractive", *(["openai"] if settings.llm_base_url else [])]
+    collection = {"pattern": COLLECTION_NAME.pattern}
+    # A character that str.strip() keeps: ECMA's \S alone lets through \x1c-\x1f and \x85.
+    question = {"pattern": r"[^\s\x1c-\x1f\x85]", "maxLength": settings.max_question_chars}
+    top_k = {"minimum": 1, "maximum": settings.max_top_k}
+    limits: dict[str, dict[str, dict[str, Any]]] = {
+        "SearchRequest": {"collection": collection, "query": question, "top_k": top_k,
+                          "filters": FILTERS_SCHEMA},
+        "QueryRequest": {"collection": collection, "question": question, "top_k": top_k,
+                         "filters": FILTERS_SCHEMA, "generator": {"enum": generators}},
+        "ChatRequest": {"model": collection, "top_k": top_k, "filters": FILTERS_SCHEMA,
+                        "generator": {"enum": generators}, "messages": {"minItems": 1}},
+        "ChatMessageIn": {"role": {"enum": CHAT_ROLES}},
+        "EvalRequest": {"collection": collection, "top_k": top_k,
+                        "questions": {"minItems": 1, "maxItems": settings.max_eval_questions},
+                        "generators": {"items": {"type": "string", "enum": generators}}},
+        "Body_upload_v1_documents_post": {"collection": collection, "files": {"minItems": 1}},
+    }  # fmt: skip
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for model, fields in limits.items():
+        properties = schemas.get(model, {}).get("properties", {})
+        for name, extra in fields.items():
+            if name in properties:
+                _constrain(properties[name], extra)
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "collection" and parameter.get("in") == "query":
+                    _constrain(parameter["schema"], collection)
+    return openapi
+
+
+def _constrain(schema: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Add ``extra`` to a property's schema, or to its non-null branch when it may be null; an object
+    schema replaces the branch (``filters``: any object, as the model has it, becomes the known keys)."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    target = branches[0] if len(branches) == 1 else schema
+    if extra.get("type") == "object":
+        target.clear()
+    target.update(extra)
