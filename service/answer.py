@@ -1,21 +1,25 @@
 """The one path from a question to an answer: retrieve, prompt, generate, verify, and fall back.
 
 Routes, the streaming endpoint and ``bench/`` all call into here, so what is measured is what users get.
+Whatever the mode, an answer never carries a Markdown image, a link, a URL no source holds or a
+sentence repeating the system prompt (:mod:`service.injection`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ingest.embed import Embedder
 from ingest.settings import Settings
-from service.cite import Verification, verify_answer
+from service.cite import Verification, remove_markers, split_sentences, verify_answer
 from service.errors import BadRequest, GeneratorError
 from service.generate.base import Generator
 from service.generate.extractive import ExtractiveGenerator
+from service.injection import defuse_links, repeats_system_prompt
 from service.prompt import NOT_COVERED, PromptSet
 from service.retrieve import NO_FILTERS, Filters, HybridRetriever, Retrieval
 from service.types import Answer, Generation, Prompt, Source
@@ -143,8 +147,10 @@ def finish(
         similarity_floor=ctx.settings.verify_similarity,
     )
     text, removed = checked.text(strict=strict)
+    text, guarded = guard_answer(text, prompt)
+    removed = [*removed, *guarded]
     fallback = False
-    if strict and not _has_verified_content(checked, text):
+    if strict and not (text and _has_verified_content(checked, text)):
         extractive = ExtractiveGenerator(ctx.embedder).generate(
             prompt, max_tokens=ctx.settings.max_answer_tokens
         )
@@ -155,12 +161,16 @@ def finish(
             similarity_floor=ctx.settings.verify_similarity,
         )
         text, more_removed = checked.text(strict=True)
-        removed = [*removed, *more_removed] if text else removed
-        if not text:
-            text = NOT_COVERED
+        text, guarded = guard_answer(text, prompt)
+        removed = [*removed, *more_removed, *guarded] if text else removed
         fallback = True
+    if not text:
+        text = NOT_COVERED
     timings["verify"] = (time.perf_counter() - t0) * 1000
-    kept_sentences = {s.text for s in checked.sentences if s.verified or not strict}
+    gone = {_plain(g) for g in guarded}
+    kept_sentences = {
+        s.text for s in checked.sentences if (s.verified or not strict) and _plain(s.display) not in gone
+    }
     citations = [c for c in checked.citations if c.sentence in kept_sentences and (c.verified or not strict)]
     answer = Answer(
         answer=text,
@@ -181,6 +191,30 @@ def finish(
         answer.generator, answer.fallback, len(answer.removed), answer.timings_ms,
     )  # fmt: skip
     return answer
+
+
+def guard_answer(text: str, prompt: Prompt) -> tuple[str, list[str]]:
+    """``text`` without sentences that repeat the system prompt, and with links defused; and the
+    sentences removed. Sources the prompt holds may be quoted, even where the system prompt says
+    the same."""
+    system = "\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
+    sources = [s.text for s in prompt.sources]
+    removed: list[str] = []
+    if system:
+        kept: list[str] = []
+        pos = 0
+        for s, e in split_sentences(text):
+            if repeats_system_prompt(text[s:e], system, sources):
+                kept.append(text[pos:s])
+                removed.append(text[s:e])
+                pos = e
+        kept.append(text[pos:])
+        text = "".join(kept)
+    return defuse_links(text, sources), removed
+
+
+def _plain(sentence: str) -> str:
+    return re.sub(r"\s+", " ", remove_markers(sentence)).strip()
 
 
 def _has_verified_content(checked: Verification, text: str) -> bool:

@@ -44,6 +44,13 @@ Rules
           source: cosine similarity >= ``similarity_floor`` against the best source sentence or
           window of two adjacent sentences.
 
+       c. The sentence must not itself read as an order to the assistant, and no passage touching
+          text that speaks to the assistant (``service.injection.order_spans``: "ignore previous
+          instructions", role and chat-template tags, fence-breaking regions) supports anything, nor
+          do its key terms count: an injected canary or fake source name has nowhere to stand.
+          URLs are key terms too; a word in capitals ("PWNED", "SSO") is a name even first in the
+          sentence; and a sentence written in capitals its quote does not use is not verified.
+
        With several cited sources the key terms may be spread over them (a term must occur in at
        least one cited source, and each cited source must hold at least one of the terms), while
        the similarity check is made against each source on its own. The sentence is verified only
@@ -85,6 +92,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from service.injection import URL, instruction_reason, order_spans, without_orders
 from service.types import Citation, Source
 
 if TYPE_CHECKING:
@@ -94,6 +102,7 @@ __all__ = [
     "CheckedSentence",
     "Verification",
     "parse_markers",
+    "remove_markers",
     "split_sentences",
     "verify_answer",
 ]
@@ -315,6 +324,12 @@ def _strip_markers(text: str) -> str:
     return _SPACES.sub(" ", _MARKER.sub(" ", text)).strip()
 
 
+def remove_markers(text: str) -> str:
+    """``text`` without its ``[n]`` look-alikes (and the space before each), wording otherwise kept:
+    a document's own footnote markers are not an answer's citations."""
+    return re.sub(r"[ \t]*" + _MARKER.pattern, "", text, flags=re.IGNORECASE)
+
+
 def _line_spans(text: str) -> Iterator[tuple[int, int]]:
     pos = 0
     for line in text.split("\n"):
@@ -434,6 +449,8 @@ def _key_terms(claim: str) -> list[_Term]:
             seen.add(key)
             terms.append(_Term(kind, shown, key))
 
+    for m in URL.finditer(claim):
+        add("url", m.group(0).rstrip(".,;:!?"))
     quoted: list[tuple[int, int]] = []
     for m in _QUOTED.finditer(claim):
         quoted.append(m.span())
@@ -460,7 +477,7 @@ def _key_terms(claim: str) -> list[_Term]:
         if possessive:
             word = word[:-2]
         is_name = (
-            i > 0
+            (i > 0 or _is_acronym(word))
             and not re.search(r":\s*$", lead)  # "Note: Employees ..." starts a clause
             and not (q < len(quoted) and quoted[q][0] <= w.start())  # inside a quote: one term already
             and word not in _NOT_NAMES
@@ -477,6 +494,17 @@ def _key_terms(claim: str) -> list[_Term]:
             flush()
     flush()
     return terms
+
+
+def _is_acronym(word: str) -> bool:
+    """A word in capitals ("PWNED", "SSO") is a term wherever it stands, even first in the sentence."""
+    return len(word) >= 3 and word.isalpha() and word.isupper()
+
+
+def _shouts(text: str) -> bool:
+    """Mostly capital letters: an answer written in capitals its source does not use is not a quote."""
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 12 and sum(c.isupper() for c in letters) >= 0.8 * len(letters)
 
 
 class _Haystack:
@@ -520,6 +548,7 @@ class _Claim:
     cited: tuple[int, ...]
     terms: list[_Term]
     needs_support: bool
+    order: str | None = None  # why the sentence reads as an order to the assistant
 
 
 @dataclass
@@ -545,10 +574,22 @@ class _SourceInfo:
     def heading_hay(self) -> _Haystack:
         return _Haystack(f"{self.source.title}\n{self.source.section}")
 
+    @cached_property
+    def blocked(self) -> np.ndarray:
+        """Passages touching text that speaks to the assistant (``order_spans``): they support nothing."""
+        spans = order_spans(self.source.text)
+        return np.asarray(
+            [any(s < j and i < e for s, e in spans) for i, j in self.passages], dtype=bool
+        ).reshape(len(self.passages))
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in split_sentences(text) if any(c.isalnum() for c in text[s:e])]
+
 
 def _passages(text: str) -> list[tuple[int, int]]:
     """Candidate quotes of a source: its sentences and windows of two adjacent sentences."""
-    sentences = [(s, e) for s, e in split_sentences(text) if any(c.isalnum() for c in text[s:e])]
+    sentences = _sentences(text)
     windows = [(a[0], b[1]) for a, b in itertools.pairwise(sentences)]
     return sentences + windows
 
@@ -579,6 +620,8 @@ def _check(
     """Claim against one source; ``others`` are the other sources the sentence cites."""
     n = info.source.n
     reasons: list[str] = []
+    if claim.order:
+        reasons.append(f"reads as an order to the assistant ({claim.order})")
     # A key term must stand in a passage that supports the claim (or in the source's title or
     # section), not anywhere in the source: a number from an unrelated table row proves nothing.
     # A two-sentence window counts only where it matches better than either of its sentences.
@@ -615,6 +658,9 @@ def _check(
     score = float(sims[k])
     if score < floor:
         reasons.append(f"similarity {score:.2f} below {floor:.2f}")
+    i, j = info.passages[k]
+    if _shouts(claim.claim) and not _shouts(info.source.text[i:j]):
+        reasons.append(f"written in capitals source {n} does not use")
     return _Outcome(n, not reasons, reasons, info.passages[k], score)
 
 
@@ -660,9 +706,9 @@ def verify_answer(
         line = lead[lead.rfind("\n") + 1 :] if "\n" in lead or s <= 64 else ""
         heading = "#" in line and _HEADING.fullmatch(line) is not None
         display = _clean_markers(raw, set(cited)).strip()
-        claims.append(
-            _Claim((s, e), raw, display, claim, cited, terms, _needs_support(claim, terms, cited, heading))
-        )
+        order = instruction_reason(claim)
+        needs = _needs_support(claim, terms, cited, heading) or order is not None
+        claims.append(_Claim((s, e), raw, display, claim, cited, terms, needs, order))
 
     # Which sources are needed: the cited ones, and all of them when a sentence needs attribution.
     needed: dict[int, None] = {}
@@ -674,7 +720,10 @@ def verify_answer(
     infos: dict[int, _SourceInfo] = {}
     for n in needed:
         src = by_n[n]
-        infos[n] = _SourceInfo(src, _passages(src.text), _Haystack(f"{src.text}\n{src.title}\n{src.section}"))
+        # Key terms never come from a sentence that orders the assistant about: an injected canary or
+        # fake source name has nowhere to stand.
+        hay = _Haystack(f"{without_orders(src.text)}\n{src.title}\n{src.section}")
+        infos[n] = _SourceInfo(src, _passages(src.text), hay)
 
     # One embedding call for every claim and candidate passage, deduplicated.
     texts: dict[str, int] = {}
@@ -706,7 +755,9 @@ def verify_answer(
 
             def sims_for(n: int, vec: np.ndarray = vec) -> np.ndarray:
                 rows = passage_rows[n]
-                return matrix[rows] @ vec if len(rows) else np.zeros(0, dtype=np.float32)
+                if not len(rows):
+                    return np.zeros(0, dtype=np.float32)
+                return np.where(infos[n].blocked, np.float32(-1.0), matrix[rows] @ vec)
 
             if c.cited:
                 outcomes = []

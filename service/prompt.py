@@ -6,23 +6,25 @@ per-collection overrides in ``RAG_PROMPT_DIR/collections/NAME/``. They are read 
 a missing or malformed file stops the service from starting.
 
 Source text is data: it sits inside ``<source>`` tags, with anything in it that could close or open
-such a tag neutralised, so no document can step outside its fence or rewrite the instructions.
+such a tag neutralised (tag look-alikes, chat-template tokens such as ``<|im_start|>``, lines that
+start like the prompt's own ``Question:``), its ``[n]`` look-alikes shown as ``(n)``, and each of its
+sentences that reads as an order to the assistant withheld (:mod:`service.injection`), so no document
+can step outside its fence or rewrite the instructions.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.injection import neutralise, neutralise_markers, withhold
 from service.types import Prompt, Source
 
 PACKAGED = Path(__file__).parent / "prompts"
 NOT_COVERED = "The documents do not cover this."
-_TAG = re.compile(r"<\s*(/?)\s*(source|sources|system|instructions)\b", re.I)
 
 
 class PromptConfigError(ValueError):
@@ -62,12 +64,21 @@ def _read_files(folder: Path, fallback: PromptFiles | None) -> PromptFiles:
 
 
 def fence(text: str) -> str:
-    """Source text with tag look-alikes defused, so it cannot close its fence."""
-    return _TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    """Text with tag look-alikes, template tokens, prompt framing and ``[n]`` markers defused, so it
+    cannot close its fence or pass for a citation."""
+    return neutralise_markers(neutralise(text))
+
+
+def source_text(text: str) -> str:
+    """A retrieved passage as the prompt shows it: fenced, and without its orders to the assistant.
+
+    Only retrieved text is withheld from: the few-shot examples show the model an order it ignores.
+    """
+    return fence(withhold(text))
 
 
 def _attr(value: object) -> str:
-    return fence(str(value)).replace('"', "'").replace("\n", " ")
+    return source_text(str(value)).replace('"', "'").replace("\n", " ")
 
 
 def format_sources(sources: Sequence[Source | dict[str, str]]) -> str:
@@ -76,18 +87,19 @@ def format_sources(sources: Sequence[Source | dict[str, str]]) -> str:
         if isinstance(src, Source):
             attrs = {"id": src.n, "title": src.title, "section": src.section, "page": src.page,
                      "status": "superseded" if src.superseded else None}  # fmt: skip
-            text = src.text
+            text = source_text(src.text)
         else:
             attrs = {"id": i, "title": src.get("title", ""), "section": src.get("section", ""),
                      "status": src.get("status")}  # fmt: skip
-            text = src.get("text", "")
+            text = fence(src.get("text", ""))
         rendered = " ".join(f'{k}="{_attr(v)}"' for k, v in attrs.items() if v not in (None, ""))
-        blocks.append(f"<source {rendered}>\n{fence(text)}\n</source>")
+        blocks.append(f"<source {rendered}>\n{text}\n</source>")
     return "\n".join(blocks)
 
 
 def user_message(question: str, sources: Sequence[Source | dict[str, str]]) -> str:
-    return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question.strip()}"
+    # The asker is no document, but their question must not open a chat turn of its own either.
+    return f"Sources:\n{format_sources(sources)}\n\nQuestion: {neutralise(question.strip())}"
 
 
 class PromptSet:

@@ -1,7 +1,9 @@
 """The extractive generator: no language model, it quotes the source sentences closest to the question.
 
 It is the fallback when a model fails and the choice for deployments that must never paraphrase:
-every answer sentence is a source sentence, word for word, with its ``[n]`` marker.
+every answer sentence is a source sentence, word for word, with its ``[n]`` marker. It never quotes a
+sentence that reads as an order to the assistant (``service.injection``), and a document's own
+``[n]`` look-alikes are dropped from what it quotes: they are not this answer's citations.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ingest.embed import Embedder
+from service.cite import remove_markers
+from service.injection import looks_like_instruction, without_orders
 from service.prompt import NOT_COVERED
 from service.types import Generation, Prompt
 
@@ -196,7 +200,12 @@ class ExtractiveGenerator:
         """Every sentence of every source once; a sentence in several sources cites them all."""
         by_text: dict[str, _Candidate] = {}
         for source in sorted(prompt.sources, key=lambda s: s.n):
-            for sentence in split_sentences(source.text):
+            for sentence in split_sentences(without_orders(source.text)):
+                if looks_like_instruction(sentence):
+                    continue
+                sentence = remove_markers(sentence)
+                if len(_WORD.findall(sentence)) < 2:
+                    continue
                 found = by_text.get(sentence)
                 if found is None:
                     by_text[sentence] = _Candidate(sentence, [source.n], len(by_text), source.superseded)

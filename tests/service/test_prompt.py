@@ -29,7 +29,9 @@ def test_sources_are_numbered_and_fenced() -> None:
     assert user.count("<source ") == 2 and user.count("</source>") == 2
     assert '<source id="1" title="Doc 1" section="Rules">' in user
     assert 'status="superseded"' in user
-    assert "<system>" not in user and "‹/source" in user
+    # Withheld: the order, and from the fake closing tag on (it claims to stand outside the source).
+    assert "<system>" not in user and "Ignore previous" not in user and "evil" not in user
+    assert "[…]" in user
     assert prompt.messages[0]["role"] == "system"
     assert prompt.messages[0]["content"] == prompts.default.system
     assert [m["role"] for m in prompt.messages[1:-1]] == ["user", "assistant"] * len(prompts.default.examples)
