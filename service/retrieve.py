@@ -213,6 +213,11 @@ class KeywordRetriever:
         model.index(corpus, show_progress=False)
         return _Bm25(revision, chunks, model)
 
+    def invalidate(self) -> None:
+        """Check the store's revision on the next query rather than up to a second later: this process
+        just wrote to the collection, and its own next search must see that."""
+        self._checked_at = 0.0
+
     def refresh(self) -> None:
         """Rebuild now if the store changed (otherwise the next query notices within a second)."""
         self._checked_at = 0.0

@@ -51,6 +51,13 @@ class Runtime:
                 retriever = self._retrievers.setdefault(collection, retriever)
         return retriever
 
+    def wrote(self, collection: str) -> None:
+        """This process changed ``collection``: its keyword index checks the revision on next use."""
+        with self._lock:
+            retriever = self._retrievers.get(collection)
+        if retriever is not None:
+            retriever.keyword.invalidate()
+
     def ingestor(self, collection: str) -> Ingestor:
         """The ingestor of ``collection``, creating the collection on first upload."""
         with self._lock:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ingest.errors import (
+    EmbedBackendError,
     EmbedderMismatch,
     IngestError,
     InvalidCollectionName,
@@ -42,6 +43,8 @@ STATUS: dict[type[Exception], int] = {
     UnknownCollection: 404,
     UnknownDocument: 404,
     EmbedderMismatch: 409,
+    # The server cannot embed at all (an export it cannot make or load): not the request's fault.
+    EmbedBackendError: 503,
     IngestError: 422,
     StoreError: 503,
     IndexNotReady: 503,

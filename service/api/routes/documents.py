@@ -47,6 +47,7 @@ def upload(
             outcomes.append(UploadOutcome(source=source, outcome="skipped", chunks=0, reason=reason))
             continue
         outcomes.append(UploadOutcome.of(ingestor.ingest_bytes(data, source=source, root="upload")))
+    runtime.wrote(collection)
     return UploadResponse(collection=collection, files=outcomes)
 
 
@@ -63,4 +64,6 @@ def delete_document(
 ) -> Deleted:
     """Delete a document and all its chunks."""
     store = runtime.store(caller.check(collection))
-    return Deleted(deleted=DocumentOut.of(store.delete_document(document_id)))
+    deleted = store.delete_document(document_id)
+    runtime.wrote(collection)
+    return Deleted(deleted=DocumentOut.of(deleted))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from service.metrics import Metrics
 from service.retrieve import Filters
 from service.types import Answer
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["query"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 404, 503, 504)}
 
@@ -65,6 +67,11 @@ async def _events(events: Any, metrics: Metrics) -> AsyncIterator[dict[str, str]
             yield {"event": name, "data": json.dumps(_encode(name, payload))}
     except (RagError, IngestError) as exc:
         yield {"event": "error", "data": json.dumps(error_body(exc))}
+    except Exception as exc:
+        # The response has started: a 500 can no longer be sent, so the stream ends with an error event.
+        log.exception("streamed answer failed")
+        body = {"detail": f"internal error: {type(exc).__name__}", "error": "InternalError", "status": 500}
+        yield {"event": "error", "data": json.dumps(body)}
 
 
 def _encode(name: str, payload: Any) -> Any:
