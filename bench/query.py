@@ -45,6 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "tests" / "data" / "retrieval_questions.jsonl"
 STAGES = ("embed", "search", "keyword", "fuse", "prompt", "generate", "verify")
 ROUTES = ("/v1/search", "/v1/query")
+# /v1/search with a metadata filter (a quarter of the sample corpus): its p50 against unfiltered search.
+FILTERED = "/v1/search+filter"
+FILTER = {"source_prefix": "hr/"}
 WARMUP = 3
 TOP_K = 5
 
@@ -175,9 +178,11 @@ def http_calls(url: str, route: str, generator: str) -> CallFactory:
             def call(question: str) -> dict[str, float]:
                 if route == "/v1/search":
                     body: dict[str, Any] = {"query": question, "top_k": TOP_K}
+                elif route == FILTERED:
+                    body = {"query": question, "top_k": TOP_K, "filters": FILTER}
                 else:
                     body = {"question": question, "generator": generator}
-                response = client.post(route, json=body)
+                response = client.post(route.split("+")[0], json=body)
                 response.raise_for_status()
                 return dict(response.json().get("timings_ms") or {})
 
@@ -278,6 +283,13 @@ def print_table(cells: list[Cell]) -> None:
             print(f"  first error: {cell.first_error}")
     print("(bare = embed_query + store.query(k=5) in-process; ratio = service p50 / bare p50;"
           " svc/bare = service throughput as % of bare; errors = service/bare)")  # fmt: skip
+    by = {(c.route, c.concurrency): c for c in cells}
+    for (route, concurrency), cell in by.items():
+        plain = by.get(("/v1/search", concurrency))
+        if route == FILTERED and plain and plain.latencies_ms:
+            print(f"filtered search c={concurrency}: p50 {cell.p(50):.1f} ms vs unfiltered "
+                  f"{plain.p(50):.1f} ms = {cell.p(50) / plain.p(50):.2f}x  (filters {FILTER}; "
+                  "target < 10x)")  # fmt: skip
 
 
 def print_stages(cells: list[Cell]) -> None:
@@ -301,7 +313,7 @@ def measure(args: argparse.Namespace, chroma_path: Path, log: Path, questions: l
     bare = bare_calls(embedder, settings)
     cells = []
     with running_service(chroma_path, args.generator, log) as url:
-        routes = {route: http_calls(url, route, args.generator) for route in ROUTES}
+        routes = {route: http_calls(url, route, args.generator) for route in (*ROUTES, FILTERED)}
         warm_up({"bare": bare, **routes}, questions)
         for concurrency in args.concurrency:
             cells.append(run_cell(Cell("bare", "bare", concurrency), bare, questions, args.requests))

@@ -43,7 +43,7 @@ class Forbidden(RagError):
 class RateLimited(RagError):
     """The caller made more requests than ``RAG_RATE_LIMIT_PER_MINUTE`` allows."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
