@@ -34,8 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,7 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.query import QUESTIONS, free_port, load_questions, stop, wait_healthy  # noqa: E402
+from bench.query import QUESTIONS, load_questions, service_with_env  # noqa: E402
 from ingest.types import document_id  # noqa: E402
 from service.retrieve import REVISION_CHECK_S  # noqa: E402
 
@@ -167,21 +165,6 @@ def index_folder(folder: Path, env: dict[str, str]) -> float:
     if done.returncode not in (0, 1):  # 1: some file failed, which the corpus shows on purpose
         sys.exit(f"ingest failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     return seconds
-
-
-@contextmanager
-def running_service(env: dict[str, str], log: Path) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning"]  # fmt: skip
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc, log)
-            yield url
-        finally:
-            stop(proc)
 
 
 class Load:
@@ -357,7 +340,7 @@ def main() -> None:
         env = service_env(chroma_path)
         ingest_s = index_folder(args.folder, env)
         log = Path(tmp) / "service.log"
-        with running_service(env, log) as url:
+        with service_with_env(env, log) as url:
             # One request of each kind first, so the clock does not count loading the embedder.
             httpx.post(f"{url}/v1/search", json={"query": questions[0]}, timeout=REQUEST_TIMEOUT_S)
             load = Load(url, docs, questions, args.seconds)

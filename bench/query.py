@@ -125,11 +125,19 @@ def free_port() -> int:
 
 @contextmanager
 def running_service(chroma_path: Path, generator: str, log: Path) -> Iterator[str]:
-    """``python -m service`` on a free loopback port; yields its base URL, terminates it at the end."""
-    port = free_port()
+    """``python -m service`` on an embedded store at ``chroma_path``; yields its base URL."""
     env = {**os.environ, "RAG_CHROMA_PATH": str(chroma_path), "RAG_GENERATOR": generator,
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     env.pop("RAG_CHROMA_URL", None)
+    with service_with_env(env, log) as url:
+        yield url
+
+
+@contextmanager
+def service_with_env(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``python -m service`` on a free loopback port with ``env``; yields its base URL, terminates it
+    at the end."""
+    port = free_port()
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning"]  # fmt: skip
     with log.open("wb") as sink:

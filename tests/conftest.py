@@ -69,12 +69,13 @@ def server_process(
     log_path: Path,
     timeout: float = 60.0,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server on loopback until the block ends; its output goes to ``log_path``, whose tail
-    is shown if it never answers ``ready_url``. ``env`` replaces the inherited environment. Yields
-    the process, for tests that kill it."""
+    is shown if it never answers ``ready_url``. ``env`` replaces the inherited environment; ``cwd``
+    is where it runs. Yields the process, for tests that kill it."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         try:
             try:
                 wait_for_http(ready_url, timeout=timeout, proc=proc)

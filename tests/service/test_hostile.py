@@ -14,7 +14,6 @@ import os
 import select
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from ingest.load import MAX_PDF_PAGES, MAX_UNZIPPED_BYTES
-from tests.conftest import REPO, free_port, wait_for_http
+from tests.conftest import REPO, free_port, server_process
 
 KEY = "hostile-admin-3c7d"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -82,26 +81,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         RAG_LOG_LEVEL="warning",
     )
     args = [sys.executable, "-m", "service", "--port", str(port)]
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=120, proc=proc)
-            srv = Server(f"http://127.0.0.1:{port}", proc.pid)
-            added = srv.upload("keep.md", KEEP).json()["files"][0]
-            assert added["outcome"] == "added", added
-            srv.baseline_rss = rss_mb(proc.pid)
-            srv.kept = srv.sources()
-            yield srv
-            print(f"\nserver RSS: {srv.baseline_rss:.0f} MB after the first upload, "
-                  f"{rss_mb(proc.pid):.0f} MB after every hostile request")  # fmt: skip
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode is not None
+    url = f"http://127.0.0.1:{port}"
+    with server_process(
+        args, ready_url=f"{url}/healthz", log_path=root / "server.log", timeout=120, env=env, cwd=root
+    ) as proc:
+        srv = Server(url, proc.pid)
+        added = srv.upload("keep.md", KEEP).json()["files"][0]
+        assert added["outcome"] == "added", added
+        srv.baseline_rss = rss_mb(proc.pid)
+        srv.kept = srv.sources()
+        yield srv
+        print(f"\nserver RSS: {srv.baseline_rss:.0f} MB after the first upload, "
+              f"{rss_mb(proc.pid):.0f} MB after every hostile request")  # fmt: skip
 
 
 def multipart(name: bytes, data: bytes) -> tuple[bytes, str]:
