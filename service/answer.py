@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ingest.embed import Embedder
 from ingest.settings import Settings
@@ -88,12 +88,19 @@ def prepare(
     collection: str,
     top_k: int | None = None,
     filters: Filters = NO_FILTERS,
+    context: str = "",
 ) -> Prepared:
-    """Retrieve and build the prompt; below the relevance floor there is no prompt at all."""
+    """Retrieve and build the prompt; below the relevance floor there is no prompt at all.
+
+    ``context`` (a follow-up's earlier user turns) is searched with, before the question, and
+    carried by the prompt; the question alone is what the prompt asks.
+    """
     settings = ctx.settings
     question = check_question(question, settings)
+    context = context.strip()
+    search = check_question(f"{context} {question}", settings) if context else question
     k = check_top_k(top_k, settings)
-    retrieval = retriever.search(question, k, filters)
+    retrieval = retriever.search(search, k, filters)
     timings = dict(retrieval.timings_ms)
     if not retrieval.sources or retrieval.best_similarity < settings.relevance_floor:
         log.info("not covered: best similarity %.3f", retrieval.best_similarity)
@@ -107,6 +114,8 @@ def prepare(
         count_tokens=generator.count_tokens,
         budget=budget,
     )
+    if context:
+        prompt = replace(prompt, context=context)
     timings["prompt"] = (time.perf_counter() - t0) * 1000
     return Prepared(question, retrieval, prompt, timings)
 
@@ -236,15 +245,17 @@ def answer_question(
     filters: Filters = NO_FILTERS,
     strict: bool | None = None,
     debug: bool = False,
+    context: str = "",
 ) -> Answer:
-    """Answer ``question`` from ``collection`` with verified citations.
+    """Answer ``question`` from ``collection`` with verified citations; ``context`` as for
+    :func:`prepare`.
 
     :raises BadRequest: an empty or oversized question, or a top_k out of range.
     :raises GeneratorFailed: the generator timed out or is down; carries the sources.
     """
     prepared = prepare(
         question, ctx=ctx, retriever=retriever, generator=generator, collection=collection,
-        top_k=top_k, filters=filters,
+        top_k=top_k, filters=filters, context=context,
     )  # fmt: skip
     if prepared.prompt is None:
         return not_covered(prepared, debug=debug)

@@ -3,9 +3,12 @@ chat window shows it.
 
 A follow-up ("and for contractors?") means little alone, so the question that retrieval and the
 prompt see is made standalone from the conversation: an LLM generator rewrites it; the extractive
-generator, which cannot write, gets the earlier user turns put before it. A client's own system
-message is dropped: ragfirst's system prompt and examples always lead, so no client (Open WebUI
-adds one of its own) can change the instructions the answer is held to.
+generator, which cannot write, gets the earlier user turns as the question's context (``Asked``):
+retrieval searches with them before the question, but the sentences quoted are ranked mostly by the
+question itself, since ranked by all the turns alike the sentence that answered the earlier question
+would win again. A client's own system message is dropped: ragfirst's system prompt and examples
+always lead, so no client (Open WebUI adds one of its own) can change the instructions the answer is
+held to.
 """
 
 from __future__ import annotations
@@ -60,18 +63,37 @@ def conversation(messages: Sequence[Turn]) -> tuple[str, list[Turn]]:
     return turns[-1].content.strip(), turns[:-1]
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What a chat turn asks: the question, and the earlier user turns it depends on (``context``,
+    empty when the question stands alone); see ``service.answer.prepare``."""
+
+    question: str
+    context: str = ""
+
+    @property
+    def text(self) -> str:
+        """The context, then the question: what retrieval searches with, and what the response shows."""
+        return f"{self.context} {self.question}" if self.context else self.question
+
+
+def earlier_questions(history: Sequence[Turn]) -> str:
+    """The last :data:`HISTORY_TURNS` user turns before the question, joined."""
+    return " ".join([t.content.strip() for t in history if t.role == "user"][-HISTORY_TURNS:])
+
+
 def combined_question(question: str, history: Sequence[Turn]) -> str:
-    """The earlier user turns, then the question: what the extractive generator retrieves with."""
-    earlier = [t.content.strip() for t in history if t.role == "user"][-HISTORY_TURNS:]
-    return " ".join([*earlier, question])
+    """The earlier user turns, then the question, as one question (what an LLM reads when its
+    rewrite fails)."""
+    return Asked(question, earlier_questions(history)).text
 
 
-def standalone_question(question: str, history: Sequence[Turn], generator: Generator) -> str:
+def standalone_question(question: str, history: Sequence[Turn], generator: Generator) -> Asked:
     """The question made standalone (see the module docstring); the question itself without history."""
     if not history:
-        return question
+        return Asked(question)
     if getattr(generator, "needs_sources", False):
-        return combined_question(question, history)
+        return Asked(question, earlier_questions(history))
     lines = [f"{t.role}: {_strip_sources(t.content)}" for t in history[-2 * HISTORY_TURNS :]]
     ask = "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}"
     prompt = Prompt(
@@ -81,13 +103,13 @@ def standalone_question(question: str, history: Sequence[Turn], generator: Gener
         rewritten = generator.generate(prompt, max_tokens=REWRITE_TOKENS).text.strip().splitlines()
     except GeneratorError as exc:
         log.warning("question rewrite failed (%s); combining the turns instead", exc)
-        return combined_question(question, history)
+        return Asked(combined_question(question, history))
     candidate = rewritten[0].strip().strip('"') if rewritten else ""
     # A small model may answer instead of rewriting, or echo nothing useful: keep the safe form.
     if not candidate or len(candidate) > 4 * len(question) + 200 or NOT_COVERED in candidate:
-        return combined_question(question, history)
+        return Asked(combined_question(question, history))
     log.info("follow-up %r rewritten as %r", question, candidate)
-    return candidate
+    return Asked(candidate)
 
 
 _SOURCES_BLOCK = re.compile(r"\n+Sources:\n(?:\[\d+\].*(?:\n|$))+\s*$")

@@ -35,6 +35,9 @@ class Prompt:
     question: str
     messages: list[dict[str, str]]
     sources: list[Source]
+    # A follow-up's earlier user turns (``service.chat``): retrieval searched with them before the
+    # question, and the extractive generator weighs them in; empty when the question stands alone.
+    context: str = ""
 
     def as_text(self) -> str:
         """The whole prompt as one readable text, for ``debug`` responses."""

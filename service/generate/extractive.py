@@ -31,6 +31,11 @@ SUPERSEDED_PENALTY = 0.15
 # A table row with no figure in it is usually the header: it repeats the question's words and
 # answers nothing.
 HEADER_ROW_PENALTY = 0.1
+# In a follow-up (a prompt with context), similarity to the question itself counts this much and
+# similarity to the whole conversation the rest: the earlier turns say what it is about, the question
+# what to quote. Ranked by the whole conversation alone, the sentence that answered the earlier
+# question (which shares most of its words) would win again.
+FOLLOW_UP_WEIGHT = 0.75
 # No model window to fill: the number of sources is bounded by retrieval's top_k instead.
 CONTEXT_TOKENS = 32768
 
@@ -169,9 +174,15 @@ class ExtractiveGenerator:
             return [NOT_COVERED]
         vectors = self.embedder.embed_sentences([c.text for c in candidates])
         query = self.embedder.embed_query(prompt.question)
+        if prompt.context:
+            whole = self.embedder.embed_query(f"{prompt.context} {prompt.question}")
+            w = FOLLOW_UP_WEIGHT
+            query = [w * a + (1 - w) * b for a, b in zip(query, whole, strict=True)]
+        # Only the question's own words: in a follow-up, the earlier turns' words are the topic.
         question_words = content_words(prompt.question)
         for candidate, vector in zip(candidates, vectors, strict=True):
-            cosine = sum(a * b for a, b in zip(query, vector, strict=True))  # both unit length
+            # Unit vectors: a cosine, or in a follow-up the weighted mean of the two cosines.
+            cosine = sum(a * b for a, b in zip(query, vector, strict=True))
             shared = len(question_words & content_words(candidate.text))
             bonus = WORD_BONUS * shared / len(question_words) if question_words else 0.0
             # Rounded so float noise between runs cannot reorder near-ties.

@@ -70,11 +70,6 @@ def test_stream_ends_with_done_and_says_the_same(client: openai.OpenAI) -> None:
     assert [c["quote"] for c in extra(last, "citations")] == [c["quote"] for c in extra(whole, "citations")]
 
 
-@pytest.mark.xfail(
-    reason="open regression since the extractive generator's injection filter: it quotes the "
-    "16-weeks sentence, not the 6-months eligibility one",
-    strict=False,
-)
 def test_a_follow_up_is_answered_from_the_conversation(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model="default", messages=[{"role": "user", "content": LEAVE}], extra_body=EXTRACTIVE

@@ -78,10 +78,10 @@ async def chat_completions(
     generator = runtime.generator(body.generator)
 
     def answer() -> tuple[str, Answer]:
-        standalone = standalone_question(question, history, generator)
-        return standalone, answer_question(
-            standalone, ctx=runtime.context, retriever=retriever, generator=generator,
-            collection=collection, top_k=body.top_k, filters=filters,
+        asked = standalone_question(question, history, generator)
+        return asked.text, answer_question(
+            asked.question, ctx=runtime.context, retriever=retriever, generator=generator,
+            collection=collection, top_k=body.top_k, filters=filters, context=asked.context,
         )  # fmt: skip
 
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
