@@ -197,6 +197,14 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
+    @field_validator("rate_limit_per_minute", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose.yml passes ${RAG_RATE_LIMIT_PER_MINUTE:-}: set but empty means no limit.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("api_keys")
     @classmethod
     def _keys_parse(cls, value: SecretStr | None) -> SecretStr | None:
